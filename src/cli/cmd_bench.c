@@ -1,0 +1,147 @@
+/* seifer bench MODEL [--threads N] [--iters N] [--warmup N] [--json]: latency and throughput. */
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "cli/cli.h"
+#include "onnx/onnx.h"
+
+static void usage(void) {
+  printf(
+      "usage: seifer bench MODEL [--threads N] [--iters N] [--warmup N] [--input-shape NAME=DIMS]\n"
+      "                    [--json]\n"
+      "Runs the model at batch 1 on deterministic pseudo-random inputs after warm-up and reports\n"
+      "latency p50/p99, throughput (inferences/s), model load time (file to first inference) and\n"
+      "peak RSS. Defaults: --threads 0 (all cores), --iters 30, --warmup 3.\n");
+}
+
+static int cmp_double(const void *a, const void *b) {
+  double x = *(const double *)a, y = *(const double *)b;
+  return x < y ? -1 : x > y;
+}
+
+static double pct(const double *v, int n, double p) {
+  double idx = p * (n - 1);
+  int lo = (int)floor(idx), hi = (int)ceil(idx);
+  return v[lo] + (v[hi] - v[lo]) * (idx - lo);
+}
+
+static void fill(sf_tensor *t, uint64_t seed) {
+  int64_t n = sf_tensor_numel(t);
+  uint64_t x = seed * 2654435761u + 1;
+  for (int64_t i = 0; i < n; i++) {
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    double u = (double)(x >> 11) / 9007199254740992.0; /* [0,1) */
+    switch (t->dtype) {
+      case SF_F32: ((float *)t->data)[i] = (float)(u * 2.0 - 1.0); break;
+      case SF_F64: ((double *)t->data)[i] = u * 2.0 - 1.0; break;
+      default: memset((char *)t->data + i * (int64_t)sf_dtype_size(t->dtype), 0,
+                      sf_dtype_size(t->dtype));
+    }
+  }
+}
+
+static int run(int argc, char **argv) {
+  const char *path = NULL;
+  long threads = 0, iters = 30, warmup = 3;
+  int json = 0, nsh = 0;
+  sf_input_shape shapes[16];
+  for (int i = 1; i < argc; i++) {
+    const char *v;
+    if (!strcmp(argv[i], "--json")) {
+      json = 1;
+    } else if (!strcmp(argv[i], "--threads")) {
+      if (!(v = sf_cli_value(argc, argv, &i)) || sf_cli_int("--threads", v, 0, 1024, &threads))
+        return SF_EXIT_USAGE;
+    } else if (!strcmp(argv[i], "--iters")) {
+      if (!(v = sf_cli_value(argc, argv, &i)) || sf_cli_int("--iters", v, 1, 10000000, &iters))
+        return SF_EXIT_USAGE;
+    } else if (!strcmp(argv[i], "--warmup")) {
+      if (!(v = sf_cli_value(argc, argv, &i)) || sf_cli_int("--warmup", v, 0, 1000000, &warmup))
+        return SF_EXIT_USAGE;
+    } else if (!strcmp(argv[i], "--input-shape")) {
+      if (!(v = sf_cli_value(argc, argv, &i))) return SF_EXIT_USAGE;
+      if (nsh >= 16) {
+        sf_cli_err("too many --input-shape options (max 16)");
+        return SF_EXIT_USAGE;
+      }
+      if (sf_cli_shape(v, &shapes[nsh++])) return SF_EXIT_USAGE;
+    } else if (argv[i][0] == '-') {
+      sf_cli_err("bench: unknown option '%s'", argv[i]);
+      return SF_EXIT_USAGE;
+    } else if (!path) {
+      path = argv[i];
+    } else {
+      sf_cli_err("bench: more than one model given ('%s')", argv[i]);
+      return SF_EXIT_USAGE;
+    }
+  }
+  if (!path) {
+    usage();
+    return SF_EXIT_USAGE;
+  }
+  sf_session_opts o = sf_session_opts_default();
+  o.threads = (int)threads;
+  o.n_shapes = nsh;
+  o.shapes = shapes;
+  sf_model *m = NULL;
+  sf_session *s = NULL;
+  sf_err err = {0};
+  double t0 = sf__now();
+  if (sf_cli_open(path, &o, &m, &s)) return SF_EXIT_FAIL;
+  for (int i = 0; i < sf_session_n_inputs(s); i++) fill(sf_session_input(s, i), (uint64_t)i + 1);
+  int rc = SF_EXIT_FAIL;
+  double *lat = sf__malloc(sizeof(double) * (size_t)iters);
+  if (!lat) goto out;
+  if (sf_session_run(s, &err) < 0) goto fail;
+  double load_ms = (sf__now() - t0) * 1e3;
+  for (long i = 1; i < warmup; i++)
+    if (sf_session_run(s, &err) < 0) goto fail;
+  double start = sf__now();
+  for (long i = 0; i < iters; i++) {
+    double a = sf__now();
+    if (sf_session_run(s, &err) < 0) goto fail;
+    lat[i] = (sf__now() - a) * 1e3;
+  }
+  double total = sf__now() - start;
+  qsort(lat, (size_t)iters, sizeof *lat, cmp_double);
+  double p50 = pct(lat, (int)iters, 0.50), p99 = pct(lat, (int)iters, 0.99);
+  double tput = (double)iters / total;
+  int64_t rss = sf__peak_rss();
+  int nthreads = threads ? (int)threads : sf__ncpu();
+  sf_session_stats st;
+  sf_session_get_stats(s, &st);
+  if (json) {
+    printf("{\"model\": \"%s\", \"threads\": %d, \"iters\": %ld, \"throughput_per_s\": %.4f, "
+           "\"p50_ms\": %.4f, \"p99_ms\": %.4f, \"mean_ms\": %.4f, \"load_ms\": %.3f, "
+           "\"peak_rss_bytes\": %lld, \"arena_bytes\": %lld, \"weights_bytes\": %lld, "
+           "\"flops\": %lld, \"gflops_per_s\": %.3f}\n",
+           path, nthreads, iters, tput, p50, p99, total * 1e3 / (double)iters, load_ms,
+           (long long)rss, (long long)st.arena_bytes, (long long)st.weights_bytes,
+           (long long)st.flops, (double)st.flops * tput / 1e9);
+  } else {
+    printf("model         %s\n", path);
+    printf("threads       %d\n", nthreads);
+    printf("iterations    %ld (after %ld warm-up)\n", iters, warmup > 1 ? warmup : 1);
+    printf("latency       p50 %.3f ms   p99 %.3f ms   mean %.3f ms\n", p50, p99,
+           total * 1e3 / (double)iters);
+    printf("throughput    %.2f inferences/s   (%.2f GFLOP/s)\n", tput,
+           (double)st.flops * tput / 1e9);
+    printf("load          %.1f ms (file to first inference)\n", load_ms);
+    printf("peak RSS      %.1f MiB\n", (double)rss / 1048576.0);
+  }
+  rc = SF_EXIT_OK;
+  goto out;
+fail:
+  sf_cli_err("inference failed: %s", err.msg);
+out:
+  free(lat);
+  sf_session_free(s);
+  sf_model_free(m);
+  return rc;
+}
+
+const sf_cmd sf_cmd_bench = {"bench", "measure latency, throughput and memory of a model", run,
+                             usage};

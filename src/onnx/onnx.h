@@ -1,0 +1,43 @@
+/* ONNX model and tensor I/O: ModelProto <-> graph IR, TensorProto <-> sf_tensor, .npy files.
+ *
+ * The protobuf code is generated at build time by protoc-c from the system's onnx.proto;
+ * nothing here hand-parses protobuf. Every count and size read from a file is bounded before
+ * allocation; errors name the file and the element (node, tensor, attribute) at fault.
+ */
+#ifndef SF_ONNX_H
+#define SF_ONNX_H
+
+#include "graph/graph.h"
+
+struct sf_model {
+  sf_graph *g; /* as loaded: not compiled */
+  char *path;  /* may be NULL for buffers */
+};
+
+/* Parse a serialized ModelProto into a new graph. base_dir resolves external data files
+ * (NULL: external data is an error). Initializers become SF_TK_CONST tensors with data;
+ * graph inputs that are also initializers are constants, not inputs. value_info / input /
+ * output type information sets dtype and dims (symbolic dims: dim = -1, name kept in
+ * dim_params). Supports opsets 7..17 of the default domain. */
+int sf__onnx_parse(const void *buf, size_t len, const char *base_dir, sf_graph **out, sf_err *err);
+
+/* Serialize a graph (live nodes, constants used, inputs, outputs, value_info of known shapes)
+ * to a ModelProto. *buf is malloc'ed. */
+int sf__onnx_serialize(const sf_graph *g, void **buf, size_t *len, sf_err *err);
+
+/* TensorProto <-> tensor (data malloc'ed into t->data, t->name malloc'ed). */
+int sf__tensorproto_parse(const void *buf, size_t len, sf_tensor *t, sf_err *err);
+int sf__tensorproto_serialize(const sf_tensor *t, void **buf, size_t *len, sf_err *err);
+
+/* NumPy .npy (version 1/2/3, little-endian, C order; f32 f64 i64 i32 i8 u8 bool f16). */
+int sf__npy_parse(const void *buf, size_t len, sf_tensor *t, sf_err *err);
+int sf__npy_serialize(const sf_tensor *t, void **buf, size_t *len, sf_err *err);
+
+/* Load a tensor from a file by extension: .npy or .pb (TensorProto). */
+int sf__tensor_load_file(const char *path, sf_tensor *t, sf_err *err);
+int sf__tensor_save_npy(const char *path, const sf_tensor *t, sf_err *err);
+
+/* Free name and data of a tensor filled by the functions above (not the struct). */
+void sf__tensor_deinit(sf_tensor *t);
+
+#endif

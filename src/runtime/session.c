@@ -1,0 +1,172 @@
+/* Sessions: a model compiled for fixed input shapes, with one arena and prepared kernels. */
+#include <pthread.h>
+#include <string.h>
+#include <xnnpack.h>
+
+#include "graph/compile.h"
+#include "onnx/onnx.h"
+#include "runtime/op.h"
+
+struct sf_session {
+  sf_graph *g;
+  pthreadpool_t pool;
+  void *arena;
+  sf_compile_result cr;
+  int64_t params, weights_bytes;
+  int n_run; /* nodes executed per inference */
+};
+
+static pthread_once_t xnn_once = PTHREAD_ONCE_INIT;
+static enum xnn_status xnn_init_status;
+static void xnn_init(void) { xnn_init_status = xnn_initialize(NULL); }
+
+int sf__xnn_init(sf_err *err) {
+  pthread_once(&xnn_once, xnn_init);
+  if (xnn_init_status != xnn_status_success)
+    return sf__errf(err, SF_EINTERNAL, "XNNPACK initialisation failed (status %d)",
+                    (int)xnn_init_status);
+  return 0;
+}
+
+sf_session_opts sf_session_opts_default(void) {
+  sf_session_opts o;
+  memset(&o, 0, sizeof o);
+  o.layout = -1;
+  return o;
+}
+
+static void release_states(sf_graph *g) {
+  for (int i = 0; i < g->n_nodes; i++) {
+    sf_node *n = &g->nodes[i];
+    if (n->state && n->op && n->op->release) n->op->release(n);
+    n->state = NULL;
+  }
+}
+
+void sf_session_free(sf_session *s) {
+  if (!s) return;
+  if (s->g) {
+    release_states(s->g);
+    /* arena-backed tensors do not own their data */
+    sf__graph_free(s->g);
+  }
+  if (s->pool) pthreadpool_destroy(s->pool);
+  free(s->arena);
+  free(s);
+}
+
+int sf_session_new(sf_session **out, const sf_model *m, const sf_session_opts *o, sf_err *err) {
+  sf_session_opts def = sf_session_opts_default();
+  if (!o) o = &def;
+  *out = NULL;
+  int rc = sf__xnn_init(err);
+  if (rc) return rc;
+  if (!m || !m->g) return sf__errf(err, SF_EINVAL, "no model");
+  if (o->threads < 0 || o->threads > 1024)
+    return sf__errf(err, SF_EINVAL, "thread count %d out of range (0 = all cores)", o->threads);
+  sf_session *s = sf__calloc(1, sizeof *s);
+  if (!s) return sf__errf(err, SF_ENOMEM, "out of memory");
+  int threads = o->threads ? o->threads : sf__ncpu();
+  if (threads > 1 && !(s->pool = pthreadpool_create((size_t)threads))) {
+    rc = sf__errf(err, SF_ENOMEM, "cannot create a pool of %d threads", threads);
+    goto fail;
+  }
+  for (int i = 0; i < m->g->n_tensors; i++) {
+    const sf_gtensor *t = &m->g->tensors[i];
+    if (t->kind == SF_TK_CONST && t->t.dtype == SF_F32) s->params += sf_tensor_numel(&t->t);
+  }
+  if (!(s->g = sf__graph_clone(m->g))) {
+    rc = sf__errf(err, SF_ENOMEM, "out of memory copying the model");
+    goto fail;
+  }
+  sf_compile_opts co = {.n_shapes = o->n_shapes,
+                        .shapes = o->shapes,
+                        .no_fuse = o->no_fold,
+                        .layout = o->layout,
+                        .pool = s->pool};
+  if ((rc = sf__graph_compile(s->g, &co, &s->cr, err))) goto fail;
+  s->arena = sf__aligned_alloc((size_t)s->cr.arena_bytes + 64);
+  if (!s->arena) {
+    rc = sf__errf(err, SF_ENOMEM, "cannot allocate the %lld-byte activation arena",
+                  (long long)s->cr.arena_bytes);
+    goto fail;
+  }
+  memset(s->arena, 0, (size_t)s->cr.arena_bytes + 64);
+  sf__graph_bind_arena(s->g, s->arena);
+  sf_graph *g = s->g;
+  char *seen = sf__calloc((size_t)g->n_tensors, 1);
+  if (!seen) {
+    rc = sf__errf(err, SF_ENOMEM, "out of memory");
+    goto fail;
+  }
+  for (int oi = 0; oi < g->n_order; oi++) {
+    sf_node *n = &g->nodes[g->order[oi]];
+    if (n->dead) continue;
+    for (int j = 0; j < n->n_in; j++) {
+      sf_gtensor *t = sf__in(g, n, j);
+      if (t && t->kind == SF_TK_CONST && !seen[n->in[j]]) {
+        seen[n->in[j]] = 1; /* count each constant once */
+        s->weights_bytes += sf_tensor_nbytes(&t->t);
+      }
+    }
+  }
+  free(seen);
+  for (int oi = 0; oi < g->n_order; oi++) {
+    sf_node *n = &g->nodes[g->order[oi]];
+    if (n->dead) continue;
+    s->n_run++;
+    if (!n->op->prepare) continue;
+    sf_kctx k = {.g = g, .node = n, .pool = s->pool, .err = err};
+    if ((rc = n->op->prepare(&k))) {
+      if (err && !err->msg[0]) sf__op_err(&k, rc, "kernel preparation failed");
+      goto fail;
+    }
+  }
+  *out = s;
+  return 0;
+fail:
+  sf_session_free(s);
+  return rc ? rc : SF_EINTERNAL;
+}
+
+int sf_session_n_inputs(const sf_session *s) { return s->g->n_inputs; }
+int sf_session_n_outputs(const sf_session *s) { return s->g->n_outputs; }
+sf_tensor *sf_session_input(sf_session *s, int i) {
+  return (i >= 0 && i < s->g->n_inputs) ? &s->g->tensors[s->g->inputs[i]].t : NULL;
+}
+const sf_tensor *sf_session_output(sf_session *s, int i) {
+  return (i >= 0 && i < s->g->n_outputs) ? &s->g->tensors[s->g->outputs[i]].t : NULL;
+}
+int sf_session_input_index(const sf_session *s, const char *name) {
+  for (int i = 0; i < s->g->n_inputs; i++)
+    if (!strcmp(s->g->tensors[s->g->inputs[i]].t.name, name)) return i;
+  return -1;
+}
+
+int sf_session_run(sf_session *s, sf_err *err) {
+  sf_graph *g = s->g;
+  if (err) {
+    err->code = 0;
+    err->msg[0] = 0;
+  }
+  for (int oi = 0; oi < g->n_order; oi++) {
+    sf_node *n = &g->nodes[g->order[oi]];
+    if (n->dead) continue;
+    sf_kctx k = {.g = g, .node = n, .pool = s->pool, .err = err};
+    int rc = n->op->run(&k);
+    if (rc) {
+      if (err && !err->msg[0]) sf__op_err(&k, rc, "kernel failed");
+      return rc;
+    }
+  }
+  return 0;
+}
+
+void sf_session_get_stats(const sf_session *s, sf_session_stats *st) {
+  memset(st, 0, sizeof *st);
+  st->arena_bytes = s->cr.arena_bytes;
+  st->weights_bytes = s->weights_bytes;
+  st->params = s->params;
+  st->flops = s->cr.flops;
+  st->n_nodes = s->n_run;
+}
