@@ -125,8 +125,16 @@ typedef struct sf_session_opts {
   int threads;                         /* 0 = number of cores */
   int n_shapes;
   const sf_input_shape *shapes;        /* resolve dynamic input dims; unresolved ones become 1 */
+  int n_values;
+  const sf_tensor *values;             /* input values known when the session is created (by
+                                          name): an input that determines shapes (a Reshape
+                                          target, Slice bounds, Resize scales, Pad pads, ...)
+                                          is frozen to its value; others are ignored */
   int no_fold;                         /* disable BatchNorm/activation folding (debug) */
-  int layout;                          /* -1 auto (NHWC where it pays), 0 force plain NCHW */
+  int layout;                          /* -1 auto: channels-last through convolutional trunks;
+                                          0 plain NCHW everywhere (plain-C kernels);
+                                          1 channels-last only inside convolution-like ops
+                                          (a transpose pair around each; for comparison) */
 } sf_session_opts;
 
 sf_session_opts sf_session_opts_default(void);

@@ -9,10 +9,12 @@
 static void usage(void) {
   printf(
       "usage: seifer bench MODEL [--threads N] [--iters N] [--warmup N] [--input-shape NAME=DIMS]\n"
-      "                    [--json]\n"
+      "                    [--layout auto|conv-only|nchw] [--json]\n"
       "Runs the model at batch 1 on deterministic pseudo-random inputs after warm-up and reports\n"
       "latency p50/p99, throughput (inferences/s), model load time (file to first inference) and\n"
-      "peak RSS. Defaults: --threads 0 (all cores), --iters 30, --warmup 3.\n");
+      "peak RSS. Defaults: --threads 0 (all cores), --iters 30, --warmup 3.\n"
+      "--layout compares layouts: auto (channels-last through convolutional trunks), conv-only\n"
+      "(a transpose pair around each convolution), nchw (plain-C kernels, no XNNPACK layout).\n");
 }
 
 static int cmp_double(const void *a, const void *b) {
@@ -46,7 +48,7 @@ static void fill(sf_tensor *t, uint64_t seed) {
 static int run(int argc, char **argv) {
   const char *path = NULL;
   long threads = 0, iters = 30, warmup = 3;
-  int json = 0, nsh = 0;
+  int json = 0, nsh = 0, layout = -1;
   sf_input_shape shapes[16];
   for (int i = 1; i < argc; i++) {
     const char *v;
@@ -61,6 +63,18 @@ static int run(int argc, char **argv) {
     } else if (!strcmp(argv[i], "--warmup")) {
       if (!(v = sf_cli_value(argc, argv, &i)) || sf_cli_int("--warmup", v, 0, 1000000, &warmup))
         return SF_EXIT_USAGE;
+    } else if (!strcmp(argv[i], "--layout")) {
+      if (!(v = sf_cli_value(argc, argv, &i))) return SF_EXIT_USAGE;
+      if (!strcmp(v, "auto"))
+        layout = -1;
+      else if (!strcmp(v, "nchw"))
+        layout = 0;
+      else if (!strcmp(v, "conv-only"))
+        layout = 1;
+      else {
+        sf_cli_err("--layout: expected auto, conv-only or nchw, got '%s'", v);
+        return SF_EXIT_USAGE;
+      }
     } else if (!strcmp(argv[i], "--input-shape")) {
       if (!(v = sf_cli_value(argc, argv, &i))) return SF_EXIT_USAGE;
       if (nsh >= 16) {
@@ -86,6 +100,7 @@ static int run(int argc, char **argv) {
   o.threads = (int)threads;
   o.n_shapes = nsh;
   o.shapes = shapes;
+  o.layout = layout;
   sf_model *m = NULL;
   sf_session *s = NULL;
   sf_err err = {0};

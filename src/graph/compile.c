@@ -8,6 +8,8 @@
 
 #include "runtime/op.h"
 
+_Static_assert(SF_READ_SLACK >= XNN_EXTRA_BYTES, "buffers must carry XNNPACK's read slack");
+
 /* ---- input shapes ---- */
 static int resolve_inputs(sf_graph *g, const sf_compile_opts *o, sf_err *err) {
   for (int s = 0; s < o->n_shapes; s++) {
@@ -70,6 +72,54 @@ static int resolve_inputs(sf_graph *g, const sf_compile_opts *o, sf_err *err) {
   return 0;
 }
 
+/* Inputs whose values determine output shapes, per operator (bit j = input j). */
+static unsigned shape_inputs(const sf_node *n) {
+  static const struct {
+    const char *op;
+    unsigned mask;
+  } tab[] = {
+      {"Reshape", 1u << 1},   {"Slice", 0x1eu},           {"Pad", 0xeu},
+      {"Resize", 0xeu},       {"Upsample", 1u << 1},      {"Squeeze", 1u << 1},
+      {"Unsqueeze", 1u << 1}, {"Split", 1u << 1},         {"ConstantOfShape", 1u},
+      {"ReduceSum", 1u << 1}, {"ReduceMean", 1u << 1},    {"Expand", 1u << 1},
+      {"Tile", 1u << 1},      {"Dropout", (1u << 1) | (1u << 2)},
+  };
+  if (n->domain[0]) return 0;
+  for (size_t i = 0; i < sizeof tab / sizeof tab[0]; i++)
+    if (!strcmp(tab[i].op, n->op_type)) return tab[i].mask;
+  return 0;
+}
+
+/* Freeze inputs with a known value that some node needs as a constant. */
+static int freeze_inputs(sf_graph *g, const sf_compile_opts *o, sf_err *err) {
+  for (int v = 0; v < o->n_values; v++) {
+    const sf_tensor *val = &o->values[v];
+    int k = -1;
+    for (int i = 0; i < g->n_inputs; i++)
+      if (!strcmp(g->tensors[g->inputs[i]].t.name, val->name)) k = i;
+    if (k < 0) continue;
+    int id = g->inputs[k], needed = 0;
+    for (int ni = 0; ni < g->n_nodes && !needed; ni++) {
+      const sf_node *n = &g->nodes[ni];
+      unsigned m = n->dead ? 0 : shape_inputs(n);
+      for (int j = 0; j < n->n_in && j < 32; j++)
+        if ((m >> j & 1u) && n->in[j] == id) needed = 1;
+    }
+    if (!needed) continue;
+    sf_gtensor *t = &g->tensors[id];
+    char a[128], b[128];
+    if (val->dtype != t->t.dtype || val->rank != t->t.rank ||
+        memcmp(val->dims, t->t.dims, sizeof(int64_t) * (size_t)val->rank))
+      return sf__errf(err, SF_ESHAPE, "value of input '%s' is %s %s, the model expects %s %s",
+                      val->name, sf_dtype_name(val->dtype), sf__shape_str(val, a, sizeof a),
+                      sf_dtype_name(t->t.dtype), sf__shape_str(&t->t, b, sizeof b));
+    if (!val->data) return sf__errf(err, SF_EINVAL, "value of input '%s' has no data", val->name);
+    if (sf__tensor_set_const(g, id, val->dtype, val->rank, val->dims, val->data))
+      return sf__errf(err, SF_ENOMEM, "out of memory freezing input '%s'", val->name);
+  }
+  return 0;
+}
+
 static int bind_ops(sf_graph *g, sf_err *err) {
   for (int i = 0; i < g->n_nodes; i++) {
     sf_node *n = &g->nodes[i];
@@ -94,7 +144,7 @@ static int fold_node(sf_graph *g, sf_node *n, pthreadpool_t pool, sf_err *err) {
     if (nb < 0) return sf__op_err(&k, SF_EINTERNAL, "output %d has no shape", j);
     t->t.data = sf__aligned_alloc((size_t)nb + XNN_EXTRA_BYTES);
     if (!t->t.data) return sf__op_err(&k, SF_ENOMEM, "cannot allocate %lld bytes", (long long)nb);
-    memset(t->t.data, 0, (size_t)nb);
+    memset(t->t.data, 0, (size_t)nb + XNN_EXTRA_BYTES);
     t->owns_data = 1;
     t->kind = SF_TK_CONST;
   }
@@ -416,7 +466,8 @@ static int nhwc_const(sf_graph *g, int src, int r) {
 
 static int is_act(sf_gtensor *t) { return t && t->kind != SF_TK_CONST; }
 
-static int decide_nhwc(sf_graph *g, sf_node *n, layout_state *ls, pthreadpool_t pool, int *r) {
+static int decide_nhwc(sf_graph *g, sf_node *n, layout_state *ls, pthreadpool_t pool, int mode,
+                       int *r) {
   const sf_op_def *op = n->op;
   sf_gtensor *o0 = sf__out(g, n, 0);
   if (!o0 || o0->t.dtype != SF_F32 || (o0->t.rank != 3 && o0->t.rank != 4)) return 0;
@@ -430,7 +481,7 @@ static int decide_nhwc(sf_graph *g, sf_node *n, layout_state *ls, pthreadpool_t 
     }
     return 1;
   }
-  if (!(op->flags & SF_OPF_AGNOSTIC)) return 0;
+  if (!(op->flags & SF_OPF_AGNOSTIC) || mode == 1) return 0;
   if (n->n_out != 1 && strcmp(n->op_type, "Dropout")) return 0;
   int any = 0;
   for (int j = 0; j < n->n_in; j++) {
@@ -466,7 +517,7 @@ static int layout_pass(sf_graph *g, const sf_compile_opts *o, sf_compile_result 
     int ni = order[oi];
     if (g->nodes[ni].dead) continue;
     int r = 0;
-    int nhwc = decide_nhwc(g, &g->nodes[ni], &ls, o->pool, &r);
+    int nhwc = decide_nhwc(g, &g->nodes[ni], &ls, o->pool, o->layout, &r);
     sf_node *n = &g->nodes[ni];
     unsigned fl = n->op->flags;
     for (int j = 0; j < n->n_in; j++) {
@@ -691,6 +742,7 @@ int sf__graph_compile(sf_graph *g, const sf_compile_opts *o, sf_compile_result *
     err->msg[0] = 0;
   }
   if ((rc = resolve_inputs(g, o, err))) return rc;
+  if ((rc = freeze_inputs(g, o, err))) return rc;
   if ((rc = sf__graph_validate(g, err))) return rc;
   sf__graph_prune(g);
   if ((rc = bind_ops(g, err))) return rc;

@@ -16,8 +16,10 @@
 typedef struct sf_compile_opts {
   int n_shapes;
   const sf_input_shape *shapes;
+  int n_values;
+  const sf_tensor *values; /* see sf_session_opts.values */
   int no_fuse;   /* keep BatchNormalization and activations as separate nodes */
-  int layout;    /* -1 auto, 0 plain NCHW only */
+  int layout;    /* -1 auto, 0 plain NCHW only, 1 channels-last inside convolutions only */
   pthreadpool_t pool;
 } sf_compile_opts;
 

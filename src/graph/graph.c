@@ -240,9 +240,10 @@ int sf__tensor_set_const(sf_graph *g, int id, int dtype, int rank, const int64_t
   for (int i = 0; i < rank; i++) tmp.dims[i] = dims[i];
   int64_t nb = sf_tensor_nbytes(&tmp);
   if (nb < 0 || nb > SF_MAX_TENSOR_BYTES) return SF_ELIMIT;
-  void *p = sf__malloc((size_t)nb);
+  void *p = sf__malloc((size_t)nb + SF_READ_SLACK);
   if (!p) return SF_ENOMEM;
   if (nb) memcpy(p, data, (size_t)nb);
+  memset((char *)p + nb, 0, SF_READ_SLACK);
   if (t->owns_data) free(t->t.data);
   sf__tensor_set_shape(t, dtype, rank, dims);
   t->t.data = p;
@@ -476,7 +477,8 @@ void sf__graph_prune(sf_graph *g) {
       if (n->out[j] >= 0 && live[n->out[j]]) used = 1;
     if (!used) n->dead = 1;
   }
-  /* constants no live node reads: free their data */
+  /* constants no live node reads: free their data (graph inputs frozen to constants keep it) */
+  for (int i = 0; i < g->n_inputs; i++) live[g->inputs[i]] = 1;
   for (int i = 0; i < g->n_tensors; i++) {
     sf_gtensor *t = &g->tensors[i];
     if (t->kind == SF_TK_CONST && !live[i] && t->owns_data) {
@@ -551,8 +553,10 @@ sf_graph *sf__graph_clone(const sf_graph *s) {
     if (st->kind == SF_TK_CONST && st->t.data) {
       int64_t nb = sf_tensor_nbytes(&st->t);
       if (nb < 0) goto err;
-      if (!(t->t.data = sf__malloc((size_t)nb))) goto err;
+      /* slack: XNNPACK kernels may read SF_READ_SLACK bytes past the end of any input */
+      if (!(t->t.data = sf__malloc((size_t)nb + SF_READ_SLACK))) goto err;
       memcpy(t->t.data, st->t.data, (size_t)nb);
+      memset((char *)t->t.data + nb, 0, SF_READ_SLACK);
       t->owns_data = 1;
     }
   }

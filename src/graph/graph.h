@@ -13,6 +13,11 @@
 
 #include "util/util.h"
 
+/* Bytes readable past the end of every tensor buffer the runtime hands to kernels (XNNPACK's
+ * XNN_EXTRA_BYTES): constants made by sf__tensor_set_const / sf__graph_clone and arena buffers
+ * carry this slack. */
+#define SF_READ_SLACK 16
+
 /* Tensor kinds. */
 enum {
   SF_TK_ACT = 0,   /* intermediate activation (arena) */

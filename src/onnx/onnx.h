@@ -40,4 +40,17 @@ int sf__tensor_save_npy(const char *path, const sf_tensor *t, sf_err *err);
 /* Free name and data of a tensor filled by the functions above (not the struct). */
 void sf__tensor_deinit(sf_tensor *t);
 
+/* Internal to src/onnx/ (load.c, save.c, tensorio.c): conversion between a decoded protobuf-c
+ * TensorProto and a tensor.
+ * decode: validates dtype, dims (each in [0, SF_MAX_DIM], rank <= SF_MAX_RANK, total bytes <=
+ *   SF_MAX_TENSOR_BYTES) and the data size; reads raw_data, the typed fields or external data
+ *   (relative to base_dir, NULL: external data is an error). t->name and t->data are malloc'ed
+ *   (data with SF_READ_SLACK zero bytes after it); errors name the tensor.
+ * encode: fills *tp (initialised by the caller) with name, dtype, dims and raw_data pointing
+ *   into *t (no copy: t must outlive tp); t must be in plain layout with data. */
+struct Onnx__TensorProto;
+int sf__tensorproto_decode(const struct Onnx__TensorProto *tp, const char *base_dir, sf_tensor *t,
+                           sf_err *err);
+int sf__tensorproto_encode(const sf_tensor *t, struct Onnx__TensorProto *tp, sf_err *err);
+
 #endif

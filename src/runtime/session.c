@@ -81,6 +81,8 @@ int sf_session_new(sf_session **out, const sf_model *m, const sf_session_opts *o
   }
   sf_compile_opts co = {.n_shapes = o->n_shapes,
                         .shapes = o->shapes,
+                        .n_values = o->n_values,
+                        .values = o->values,
                         .no_fuse = o->no_fold,
                         .layout = o->layout,
                         .pool = s->pool};

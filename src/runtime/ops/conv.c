@@ -1,0 +1,641 @@
+/* Conv and ConvTranspose (float32, 1-D to 3-D spatial).
+ *
+ * Paths:
+ *   - channels-last (the compiler stores X and Y as N,[H,]W,C when wants_nhwc says yes: rank 3/4,
+ *     constant W and B): XNNPACK convolution / deconvolution operator, created and set up once in
+ *     prepare from a repacked copy of W (freed after creation). 1-D is run as H = 1.
+ *   - otherwise (3-D, non-constant weights, XNNPACK refusing the parameters, constant folding):
+ *     plain C on either layout (strided addressing): Conv = implicit-im2col GEMM (B panels are
+ *     gathered straight from X by the GEMM's packing callback, no column buffer); ConvTranspose =
+ *     GEMM into a column buffer allocated in prepare (bounded chunk of input pixels) followed by
+ *     a col2im scatter-add.
+ * Fused activations (node->fused_act) clamp the output on every path.
+ */
+#include <math.h>
+#include <string.h>
+
+#include <xnnpack.h>
+
+#include "runtime/op.h"
+
+/* The GEMM engine of ops/gemm.c (keep identical to the definition there). */
+typedef void (*sf_packb_fn)(const void *ctx, int64_t k0, int kc, int64_t j0, int nc, float *dst,
+                            int ldd);
+void sf__sgemm(int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t rsa,
+               int64_t csa, const float *B, int64_t rsb, int64_t csb, sf_packb_fn pack_b,
+               const void *pack_ctx, float beta, float *C, int64_t rsc, int64_t csc,
+               const float *bias_row, float lo, float hi, pthreadpool_t pool);
+
+#define CV_MAXSP 3
+#define CV_COLBUF ((int64_t)1 << 20) /* ConvTranspose column buffer budget (floats) */
+
+typedef struct conv_p {
+  int nsp, transposed;
+  int64_t N, C, M, group; /* batch, input channels, output channels */
+  int64_t in[CV_MAXSP], out[CV_MAXSP], k[CV_MAXSP], s[CV_MAXSP], d[CV_MAXSP];
+  int64_t pb[CV_MAXSP], pe[CV_MAXSP]; /* pads at begin / end (ConvTranspose: may be < 0) */
+  int64_t opad[CV_MAXSP];             /* ConvTranspose output_padding */
+} conv_p;
+
+static float act_lo(const sf_node *n) { return n->fused_act == SF_ACT_CLAMP ? n->act_min : -INFINITY; }
+static float act_hi(const sf_node *n) { return n->fused_act == SF_ACT_CLAMP ? n->act_max : INFINITY; }
+
+static int64_t floordiv(int64_t a, int64_t b) {
+  int64_t q = a / b;
+  return (a % b != 0 && (a < 0) != (b < 0)) ? q - 1 : q;
+}
+
+/* INTS attribute with n values in [lo, hi], or def everywhere when absent. */
+static int ints_attr(sf_kctx *k, const char *name, int n, int64_t def, int64_t lo, int64_t hi,
+                     int64_t *v) {
+  const int64_t *a;
+  int c = sf__attr_ints(k->node, name, &a);
+  if (c < 0) {
+    for (int i = 0; i < n; i++) v[i] = def;
+    return 0;
+  }
+  if (c != n)
+    return sf__op_err(k, SF_EFORMAT, "attribute %s has %d values, expected %d", name, c, n);
+  for (int i = 0; i < n; i++) {
+    if (a[i] < lo || a[i] > hi)
+      return sf__op_err(k, SF_EFORMAT, "attribute %s[%d] = %lld is out of range", name, i,
+                        (long long)a[i]);
+    v[i] = a[i];
+  }
+  return 0;
+}
+
+enum { AP_NOTSET, AP_SAME_UPPER, AP_SAME_LOWER, AP_VALID };
+
+static int auto_pad(sf_kctx *k, int *ap) {
+  const char *s = sf__attr_string(k->node, "auto_pad", "NOTSET");
+  if (!strcmp(s, "NOTSET") || !s[0])
+    *ap = AP_NOTSET;
+  else if (!strcmp(s, "SAME_UPPER"))
+    *ap = AP_SAME_UPPER;
+  else if (!strcmp(s, "SAME_LOWER"))
+    *ap = AP_SAME_LOWER;
+  else if (!strcmp(s, "VALID"))
+    *ap = AP_VALID;
+  else
+    return sf__op_err(k, SF_EUNSUPPORTED, "auto_pad '%.64s' is not supported", s);
+  return 0;
+}
+
+/* Logical (N,C,spatial...) dims of a tensor seen by prepare/run. */
+static void logical_dims(const sf_tensor *t, int64_t *d) {
+  int r = t->rank;
+  if (t->layout == SF_LAYOUT_NHWC) {
+    d[0] = t->dims[0];
+    d[1] = t->dims[r - 1];
+    for (int i = 1; i < r - 1; i++) d[i + 1] = t->dims[i];
+  } else {
+    for (int i = 0; i < r; i++) d[i] = t->dims[i];
+  }
+}
+
+/* Validates inputs and attributes and computes the geometry from the logical dims of X. */
+static int conv_params(sf_kctx *k, int transposed, conv_p *p) {
+  sf_graph *g = k->g;
+  sf_node *n = k->node;
+  memset(p, 0, sizeof *p);
+  p->transposed = transposed;
+  sf_gtensor *xg = sf__in(g, n, 0), *wg = sf__in(g, n, 1), *bg = sf__in(g, n, 2);
+  if (!xg || !wg) return sf__op_err(k, SF_EFORMAT, "needs inputs X and W");
+  const sf_gtensor *ts[3] = {xg, wg, bg};
+  for (int i = 0; i < 3; i++)
+    if (ts[i] && ts[i]->t.dtype != SF_F32)
+      return sf__op_err(k, SF_EUNSUPPORTED, "input %d has dtype %s (only float32 is supported)",
+                        i, sf_dtype_name(ts[i]->t.dtype));
+  int64_t xd[SF_MAX_RANK];
+  logical_dims(&xg->t, xd);
+  const sf_tensor *w = &wg->t;
+  int r = xg->t.rank;
+  if (r < 3 || r > 2 + CV_MAXSP)
+    return sf__op_err(k, SF_EUNSUPPORTED, "input rank %d (1-D to 3-D convolutions only)", r);
+  if (w->rank != r) return sf__op_err(k, SF_ESHAPE, "W has rank %d, X has rank %d", w->rank, r);
+  int ns = r - 2, rc, ap = AP_NOTSET;
+  p->nsp = ns;
+  p->N = xd[0];
+  p->C = xd[1];
+  p->group = sf__attr_int(n, "group", 1);
+  if (p->group < 1 || p->group > p->C || p->C % p->group)
+    return sf__op_err(k, SF_ESHAPE, "group %lld does not divide %lld input channels",
+                      (long long)p->group, (long long)p->C);
+  if (transposed) {
+    if (w->dims[0] != p->C)
+      return sf__op_err(k, SF_ESHAPE, "W has %lld input channels, X has %lld",
+                        (long long)w->dims[0], (long long)p->C);
+    p->M = w->dims[1] * p->group;
+  } else {
+    if (w->dims[1] * p->group != p->C)
+      return sf__op_err(k, SF_ESHAPE, "W expects %lld input channels per group, X has %lld/%lld",
+                        (long long)w->dims[1], (long long)p->C, (long long)p->group);
+    p->M = w->dims[0];
+    if (p->M % p->group)
+      return sf__op_err(k, SF_ESHAPE, "group %lld does not divide %lld output channels",
+                        (long long)p->group, (long long)p->M);
+  }
+  if (bg && (bg->t.rank != 1 || bg->t.dims[0] != p->M))
+    return sf__op_err(k, SF_ESHAPE, "B must have %lld elements", (long long)p->M);
+  for (int i = 0; i < ns; i++) p->in[i] = xd[2 + i];
+  if ((rc = ints_attr(k, "kernel_shape", ns, 0, 1, SF_MAX_DIM, p->k))) return rc;
+  for (int i = 0; i < ns; i++) {
+    if (p->k[i] == 0) p->k[i] = w->dims[2 + i];
+    if (p->k[i] != w->dims[2 + i])
+      return sf__op_err(k, SF_ESHAPE, "kernel_shape[%d] = %lld but W has %lld", i,
+                        (long long)p->k[i], (long long)w->dims[2 + i]);
+    if (p->k[i] < 1) return sf__op_err(k, SF_ESHAPE, "empty kernel");
+  }
+  if ((rc = ints_attr(k, "strides", ns, 1, 1, SF_MAX_DIM, p->s))) return rc;
+  if ((rc = ints_attr(k, "dilations", ns, 1, 1, SF_MAX_DIM, p->d))) return rc;
+  int64_t pads[2 * CV_MAXSP];
+  if ((rc = ints_attr(k, "pads", 2 * ns, 0, 0, SF_MAX_DIM, pads))) return rc;
+  if ((rc = auto_pad(k, &ap))) return rc;
+  for (int i = 0; i < ns; i++) {
+    p->pb[i] = ap == AP_NOTSET ? pads[i] : 0;
+    p->pe[i] = ap == AP_NOTSET ? pads[ns + i] : 0;
+  }
+  if (!transposed) {
+    for (int i = 0; i < ns; i++) {
+      int64_t dk = (p->k[i] - 1) * p->d[i] + 1, in = p->in[i];
+      if (ap == AP_SAME_UPPER || ap == AP_SAME_LOWER) {
+        p->out[i] = (in + p->s[i] - 1) / p->s[i];
+        int64_t tot = (p->out[i] - 1) * p->s[i] + dk - in;
+        if (tot < 0) tot = 0;
+        p->pb[i] = ap == AP_SAME_UPPER ? tot / 2 : tot - tot / 2;
+        p->pe[i] = tot - p->pb[i];
+      } else {
+        int64_t span = in + p->pb[i] + p->pe[i] - dk;
+        if (span < 0)
+          return sf__op_err(k, SF_ESHAPE, "kernel (%lld dilated) larger than padded input %lld",
+                            (long long)dk, (long long)(in + p->pb[i] + p->pe[i]));
+        p->out[i] = span / p->s[i] + 1;
+      }
+    }
+    return 0;
+  }
+  int64_t os[CV_MAXSP + 2];
+  if ((rc = ints_attr(k, "output_padding", ns, 0, 0, SF_MAX_DIM, p->opad))) return rc;
+  const int64_t *osa;
+  int nos = sf__attr_ints(n, "output_shape", &osa);
+  if (nos >= 0) {
+    if (nos != ns && nos != ns + 2)
+      return sf__op_err(k, SF_EFORMAT, "output_shape has %d values, expected %d", nos, ns);
+    for (int i = 0; i < ns; i++) {
+      os[i] = osa[nos - ns + i];
+      if (os[i] < 1 || os[i] > SF_MAX_DIM)
+        return sf__op_err(k, SF_EFORMAT, "output_shape[%d] = %lld is out of range", i,
+                          (long long)os[i]);
+    }
+  }
+  for (int i = 0; i < ns; i++) {
+    int64_t dk = (p->k[i] - 1) * p->d[i] + 1, in = p->in[i];
+    int64_t full = p->s[i] * (in - 1) + p->opad[i] + dk;
+    if (nos >= 0 || ap == AP_SAME_UPPER || ap == AP_SAME_LOWER) {
+      int64_t o = nos >= 0 ? os[i] : in * p->s[i];
+      int64_t tot = full - o;
+      if (ap == AP_SAME_UPPER) {
+        p->pb[i] = floordiv(tot, 2);
+        p->pe[i] = tot - p->pb[i];
+      } else {
+        p->pe[i] = floordiv(tot, 2);
+        p->pb[i] = tot - p->pe[i];
+      }
+    }
+    p->out[i] = full - p->pb[i] - p->pe[i];
+    if (p->out[i] < 1)
+      return sf__op_err(k, SF_ESHAPE, "output size %lld along spatial axis %d",
+                        (long long)p->out[i], i);
+  }
+  return 0;
+}
+
+static int conv_infer_common(sf_kctx *k, int transposed) {
+  conv_p p;
+  int rc = conv_params(k, transposed, &p);
+  if (rc) return rc;
+  sf_gtensor *y = sf__out(k->g, k->node, 0);
+  if (!y) return sf__op_err(k, SF_EFORMAT, "needs an output");
+  int64_t od[2 + CV_MAXSP] = {p.N, p.M};
+  for (int i = 0; i < p.nsp; i++) od[2 + i] = p.out[i];
+  sf__tensor_set_shape(y, SF_F32, 2 + p.nsp, od);
+  return 0;
+}
+
+static int conv_infer(sf_kctx *k) { return conv_infer_common(k, 0); }
+static int convt_infer(sf_kctx *k) { return conv_infer_common(k, 1); }
+
+/* XNNPACK can run it: 1-D/2-D, constant weights, parameters it can express. */
+static int xnn_able(const conv_p *p) {
+  for (int i = 0; i < p->nsp; i++) {
+    if (p->k[i] > UINT32_MAX || p->s[i] > UINT32_MAX || p->d[i] > UINT32_MAX ||
+        p->pb[i] > UINT32_MAX || p->pe[i] > UINT32_MAX)
+      return 0;
+    if (p->transposed) {
+      int64_t adj = p->opad[i] + (p->pe[i] < 0 ? -p->pe[i] : 0);
+      if (p->pb[i] < 0 || adj >= p->s[i]) return 0;
+    }
+  }
+  return p->nsp <= 2;
+}
+
+static int wants_common(sf_kctx *k, int transposed) {
+  sf_gtensor *w = sf__in(k->g, k->node, 1), *b = sf__in(k->g, k->node, 2);
+  if (!w || w->kind != SF_TK_CONST || (b && b->kind != SF_TK_CONST)) return 0;
+  conv_p p;
+  sf_err e;
+  sf_kctx kk = *k;
+  kk.err = &e;
+  if (conv_params(&kk, transposed, &p)) return 0;
+  return xnn_able(&p);
+}
+
+static int conv_wants_nhwc(sf_kctx *k) { return wants_common(k, 0); }
+static int convt_wants_nhwc(sf_kctx *k) { return wants_common(k, 1); }
+
+typedef struct conv_state {
+  xnn_operator_t op; /* channels-last XNNPACK operator, or NULL for the C path (first field) */
+  conv_p p;
+  float *col;        /* ConvTranspose C path: column buffer [M/group * prod(k)][chunk] */
+  int64_t chunk;     /* input pixels per column-buffer pass */
+} conv_state;
+
+static void conv_release(sf_node *n) {
+  conv_state *s = n->state;
+  if (s) {
+    if (s->op) xnn_delete_operator(s->op);
+    free(s->col);
+    free(s);
+  }
+  n->state = NULL;
+}
+
+/* Physical strides of a logical (N, C, spatial...) tensor: batch, channel, spatial. */
+typedef struct strides {
+  int64_t n, c, sp[CV_MAXSP], pix; /* pix: stride of the flattened spatial index */
+} strides;
+
+static strides strides_of(const sf_tensor *t, int nsp, int64_t C, const int64_t *sp) {
+  strides s;
+  int64_t P = 1;
+  for (int i = 0; i < nsp; i++) P *= sp[i];
+  int64_t acc = 1;
+  if (t->layout == SF_LAYOUT_NHWC) {
+    s.c = 1;
+    acc = C;
+    s.pix = C;
+  } else {
+    s.c = P;
+    s.pix = 1;
+  }
+  for (int i = nsp - 1; i >= 0; i--) {
+    s.sp[i] = acc;
+    acc *= sp[i];
+  }
+  s.n = P * C;
+  return s;
+}
+
+/* XNNPACK weights [groups][group_out][kh][kw][group_in] from ONNX W. */
+static float *repack_weights(const conv_p *p, const float *W) {
+  int64_t G = p->group, gic = p->C / G, goc = p->M / G;
+  int64_t kk = 1;
+  for (int i = 0; i < p->nsp; i++) kk *= p->k[i];
+  float *o = sf__malloc(sizeof(float) * (size_t)(G * goc * kk * gic));
+  if (!o) return NULL;
+  for (int64_t g = 0; g < G; g++)
+    for (int64_t oc = 0; oc < goc; oc++)
+      for (int64_t q = 0; q < kk; q++)
+        for (int64_t ic = 0; ic < gic; ic++) {
+          int64_t src = p->transposed ? (((g * gic + ic) * goc + oc) * kk + q)
+                                      : (((g * goc + oc) * gic + ic) * kk + q);
+          o[((g * goc + oc) * kk + q) * gic + ic] = W[src];
+        }
+  return o;
+}
+
+static int xnn_prepare(sf_kctx *k, conv_state *s) {
+  sf_graph *g = k->g;
+  sf_node *n = k->node;
+  const conv_p *p = &s->p;
+  const float *W = sf__in(g, n, 1)->t.data;
+  sf_gtensor *bg = sf__in(g, n, 2);
+  const float *B = bg ? bg->t.data : NULL;
+  int two = p->nsp == 2;
+  uint32_t kh = two ? (uint32_t)p->k[0] : 1, kw = (uint32_t)p->k[p->nsp - 1];
+  uint32_t sh = two ? (uint32_t)p->s[0] : 1, sw = (uint32_t)p->s[p->nsp - 1];
+  uint32_t dh = two ? (uint32_t)p->d[0] : 1, dw = (uint32_t)p->d[p->nsp - 1];
+  int64_t pb[2] = {0, 0}, pe[2] = {0, 0}, adj[2] = {0, 0};
+  for (int i = 0; i < p->nsp; i++) {
+    int j = two ? i : 1;
+    pb[j] = p->pb[i];
+    pe[j] = p->pe[i];
+    if (p->transposed) {
+      adj[j] = p->opad[i];
+      if (pe[j] < 0) {
+        adj[j] -= pe[j];
+        pe[j] = 0;
+      }
+    }
+  }
+  size_t H = two ? (size_t)p->in[0] : 1, Wd = (size_t)p->in[p->nsp - 1];
+  size_t G = (size_t)p->group, gic = (size_t)(p->C / p->group), goc = (size_t)(p->M / p->group);
+  float *wp = repack_weights(p, W);
+  if (!wp) return sf__op_err(k, SF_ENOMEM, "out of memory");
+  xnn_operator_t op = NULL;
+  enum xnn_status st;
+  const float *x = sf__in(g, n, 0)->t.data;
+  float *y = sf__out(g, n, 0)->t.data;
+  if (!p->transposed) {
+    st = xnn_create_convolution2d_nhwc_f32((uint32_t)pb[0], (uint32_t)pe[1], (uint32_t)pe[0],
+                                           (uint32_t)pb[1], kh, kw, sh, sw, dh, dw, (uint32_t)G,
+                                           gic, goc, (size_t)p->C, (size_t)p->M, wp, B,
+                                           act_lo(n), act_hi(n), 0, &op);
+    if (st == xnn_status_success)
+      st = xnn_setup_convolution2d_nhwc_f32(op, (size_t)p->N, H, Wd, x, y, k->pool);
+  } else {
+    st = xnn_create_deconvolution2d_nhwc_f32((uint32_t)pb[0], (uint32_t)pe[1], (uint32_t)pe[0],
+                                             (uint32_t)pb[1], kh, kw, sh, sw, dh, dw, (uint32_t)G,
+                                             gic, goc, (size_t)p->C, (size_t)p->M, wp, B,
+                                             act_lo(n), act_hi(n), 0, &op);
+    if (st == xnn_status_success)
+      st = xnn_setup_deconvolution2d_nhwc_f32(op, (size_t)p->N, H, Wd, (uint32_t)adj[0],
+                                              (uint32_t)adj[1], x, y, k->pool);
+  }
+  free(wp);
+  if (st != xnn_status_success) {
+    if (op) xnn_delete_operator(op);
+    return 0; /* C path */
+  }
+  s->op = op;
+  return 0;
+}
+
+static int conv_prepare_common(sf_kctx *k, int transposed) {
+  sf_graph *g = k->g;
+  sf_node *n = k->node;
+  conv_state *s = sf__calloc(1, sizeof *s);
+  if (!s) return sf__op_err(k, SF_ENOMEM, "out of memory");
+  n->state = s;
+  int rc = conv_params(k, transposed, &s->p);
+  if (rc) return rc;
+  const conv_p *p = &s->p;
+  sf_gtensor *x = sf__in(g, n, 0), *w = sf__in(g, n, 1), *b = sf__in(g, n, 2);
+  if (x->t.layout == SF_LAYOUT_NHWC && w->kind == SF_TK_CONST &&
+      (!b || b->kind == SF_TK_CONST) && xnn_able(p) && p->N > 0) {
+    if ((rc = xnn_prepare(k, s))) return rc;
+    if (s->op) return 0;
+  }
+  if (transposed) {
+    int64_t kk = 1, P = 1;
+    for (int i = 0; i < p->nsp; i++) {
+      kk *= p->k[i];
+      P *= p->in[i];
+    }
+    int64_t rows = p->M / p->group * kk;
+    int64_t ch = rows > 0 ? CV_COLBUF / rows : P;
+    if (ch < 1) ch = 1;
+    if (ch > P) ch = P;
+    s->chunk = ch;
+    if (rows * ch > 0 && !(s->col = sf__malloc(sizeof(float) * (size_t)(rows * ch))))
+      return sf__op_err(k, SF_ENOMEM, "out of memory");
+  }
+  return 0;
+}
+
+static int conv_prepare(sf_kctx *k) { return conv_prepare_common(k, 0); }
+static int convt_prepare(sf_kctx *k) { return conv_prepare_common(k, 1); }
+
+/* ---- Conv, C path: implicit im2col ------------------------------------------------------ */
+
+typedef struct im2col {
+  const float *x; /* input at (n, first channel of the group) */
+  int nsp;
+  int64_t kk;     /* prod(k) */
+  int64_t cs, sp[CV_MAXSP];
+  int64_t in[CV_MAXSP], out[CV_MAXSP], k[CV_MAXSP], s[CV_MAXSP], d[CV_MAXSP], pb[CV_MAXSP];
+} im2col;
+
+/* B(r, j): r = (channel, kernel offset), j = output pixel. */
+static void im2col_pack(const void *ctx, int64_t k0, int kc, int64_t j0, int nc, float *dst,
+                        int ldd) {
+  const im2col *c = ctx;
+  int ns = c->nsp;
+  int64_t base[64][CV_MAXSP]; /* ldd <= 64 */
+  int64_t o[CV_MAXSP], rem = j0;
+  for (int i = ns - 1; i >= 0; i--) {
+    o[i] = rem % c->out[i];
+    rem /= c->out[i];
+  }
+  for (int j = 0; j < nc; j++) {
+    for (int i = 0; i < ns; i++) base[j][i] = o[i] * c->s[i] - c->pb[i];
+    for (int i = ns - 1; i >= 0; i--) {
+      if (++o[i] < c->out[i]) break;
+      o[i] = 0;
+    }
+  }
+  for (int r = 0; r < kc; r++) {
+    int64_t kidx = k0 + r, ch = kidx / c->kk, q = kidx % c->kk, kof[CV_MAXSP];
+    for (int i = ns - 1; i >= 0; i--) {
+      kof[i] = (q % c->k[i]) * c->d[i];
+      q /= c->k[i];
+    }
+    const float *xc = c->x + ch * c->cs;
+    float *d = dst + (size_t)r * (size_t)ldd;
+    for (int j = 0; j < nc; j++) {
+      int64_t off = 0;
+      int ok = 1;
+      for (int i = 0; i < ns; i++) {
+        int64_t pos = base[j][i] + kof[i];
+        if ((uint64_t)pos >= (uint64_t)c->in[i]) {
+          ok = 0;
+          break;
+        }
+        off += pos * c->sp[i];
+      }
+      d[j] = ok ? xc[off] : 0.0f;
+    }
+  }
+}
+
+static int conv_run_c(sf_kctx *k, const conv_p *p) {
+  sf_graph *g = k->g;
+  sf_node *n = k->node;
+  const sf_tensor *xt = &sf__in(g, n, 0)->t, *wt = &sf__in(g, n, 1)->t;
+  sf_gtensor *bg = sf__in(g, n, 2);
+  sf_tensor *yt = &sf__out(g, n, 0)->t;
+  const float *X = xt->data, *W = wt->data, *B = bg ? bg->t.data : NULL;
+  float *Y = yt->data;
+  strides xs = strides_of(xt, p->nsp, p->C, p->in), ys = strides_of(yt, p->nsp, p->M, p->out);
+  int64_t G = p->group, gic = p->C / G, goc = p->M / G, kk = 1, P = 1;
+  int pointwise = 1;
+  for (int i = 0; i < p->nsp; i++) {
+    kk *= p->k[i];
+    P *= p->out[i];
+    if (p->k[i] != 1 || p->s[i] != 1 || p->pb[i] != 0 || p->pe[i] != 0) pointwise = 0;
+  }
+  int64_t Kg = gic * kk;
+  im2col c = {.nsp = p->nsp, .kk = kk, .cs = xs.c};
+  for (int i = 0; i < p->nsp; i++) {
+    c.sp[i] = xs.sp[i];
+    c.in[i] = p->in[i];
+    c.out[i] = p->out[i];
+    c.k[i] = p->k[i];
+    c.s[i] = p->s[i];
+    c.d[i] = p->d[i];
+    c.pb[i] = p->pb[i];
+  }
+  float lo = act_lo(n), hi = act_hi(n);
+  for (int64_t b = 0; b < p->N; b++)
+    for (int64_t gi = 0; gi < G; gi++) {
+      const float *xg = X + b * xs.n + gi * gic * xs.c;
+      c.x = xg;
+      sf__sgemm(goc, P, Kg, 1.0f, W + gi * goc * Kg, Kg, 1, xg, xs.c, xs.pix,
+                pointwise ? NULL : im2col_pack, &c, 0.0f, Y + b * ys.n + gi * goc * ys.c, ys.c,
+                ys.pix, B ? B + gi * goc : NULL, lo, hi, k->pool);
+    }
+  return 0;
+}
+
+/* ---- ConvTranspose, C path: GEMM into columns + col2im ----------------------------------- */
+
+typedef struct col2im {
+  const conv_p *p;
+  const float *col;
+  float *y;       /* output at (n, first channel of the group) */
+  strides ys;
+  int64_t kk, p0, pc; /* first input pixel and pixel count of this chunk */
+} col2im;
+
+static void col2im_task(void *ctx, size_t oc) {
+  const col2im *c = ctx;
+  const conv_p *p = c->p;
+  int ns = p->nsp;
+  float *yc = c->y + (int64_t)oc * c->ys.c;
+  for (int64_t q = 0; q < c->kk; q++) {
+    int64_t kof[CV_MAXSP], rem = q;
+    for (int i = ns - 1; i >= 0; i--) {
+      kof[i] = (rem % p->k[i]) * p->d[i] - p->pb[i];
+      rem /= p->k[i];
+    }
+    const float *src = c->col + ((int64_t)oc * c->kk + q) * c->pc;
+    int64_t ic[CV_MAXSP];
+    rem = c->p0;
+    for (int i = ns - 1; i >= 0; i--) {
+      ic[i] = rem % p->in[i];
+      rem /= p->in[i];
+    }
+    for (int64_t j = 0; j < c->pc; j++) {
+      int64_t off = 0;
+      int ok = 1;
+      for (int i = 0; i < ns; i++) {
+        int64_t pos = ic[i] * p->s[i] + kof[i];
+        if ((uint64_t)pos >= (uint64_t)p->out[i]) {
+          ok = 0;
+          break;
+        }
+        off += pos * c->ys.sp[i];
+      }
+      if (ok) yc[off] += src[j];
+      for (int i = ns - 1; i >= 0; i--) {
+        if (++ic[i] < p->in[i]) break;
+        ic[i] = 0;
+      }
+    }
+  }
+}
+
+typedef struct clamp_job {
+  float *y;
+  int64_t n;
+  float lo, hi;
+} clamp_job;
+
+static int convt_run_c(sf_kctx *k, conv_state *s) {
+  const conv_p *p = &s->p;
+  sf_graph *g = k->g;
+  sf_node *n = k->node;
+  const sf_tensor *xt = &sf__in(g, n, 0)->t, *wt = &sf__in(g, n, 1)->t;
+  sf_gtensor *bg = sf__in(g, n, 2);
+  sf_tensor *yt = &sf__out(g, n, 0)->t;
+  const float *X = xt->data, *W = wt->data, *B = bg ? bg->t.data : NULL;
+  float *Y = yt->data;
+  strides xs = strides_of(xt, p->nsp, p->C, p->in), ys = strides_of(yt, p->nsp, p->M, p->out);
+  int64_t G = p->group, gic = p->C / G, goc = p->M / G, kk = 1, Pin = 1, Pout = 1;
+  for (int i = 0; i < p->nsp; i++) {
+    kk *= p->k[i];
+    Pin *= p->in[i];
+    Pout *= p->out[i];
+  }
+  int64_t rows = goc * kk;
+  for (int64_t b = 0; b < p->N; b++) {
+    for (int64_t oc = 0; oc < p->M; oc++) {
+      float bv = B ? B[oc] : 0.0f;
+      float *yc = Y + b * ys.n + oc * ys.c;
+      for (int64_t q = 0; q < Pout; q++) yc[q * ys.pix] = bv;
+    }
+    if (!s->col) continue;
+    for (int64_t gi = 0; gi < G; gi++)
+      for (int64_t p0 = 0; p0 < Pin; p0 += s->chunk) {
+        int64_t pc = Pin - p0 < s->chunk ? Pin - p0 : s->chunk;
+        /* col[(oc,q), j] = sum_ic W[gi*gic+ic][oc][q] * X[gi*gic+ic][p0+j] */
+        sf__sgemm(rows, pc, gic, 1.0f, W + gi * gic * rows, 1, rows,
+                  X + b * xs.n + gi * gic * xs.c + p0 * xs.pix, xs.c, xs.pix, NULL, NULL, 0.0f,
+                  s->col, pc, 1, NULL, -INFINITY, INFINITY, k->pool);
+        col2im c = {.p = p, .col = s->col, .y = Y + b * ys.n + gi * goc * ys.c, .ys = ys,
+                    .kk = kk, .p0 = p0, .pc = pc};
+        sf__parallel_for(rows * pc > 65536 ? k->pool : NULL, (size_t)goc, col2im_task, &c);
+      }
+  }
+  if (n->fused_act == SF_ACT_CLAMP) {
+    float lo = n->act_min, hi = n->act_max;
+    int64_t tot = p->N * p->M * Pout;
+    for (int64_t i = 0; i < tot; i++) Y[i] = Y[i] < lo ? lo : (Y[i] > hi ? hi : Y[i]);
+  }
+  return 0;
+}
+
+static int conv_run(sf_kctx *k) {
+  conv_state *s = k->node->state;
+  if (!s) return sf__op_err(k, SF_EINTERNAL, "not prepared");
+  if (s->op) {
+    if (xnn_run_operator(s->op, k->pool) != xnn_status_success)
+      return sf__op_err(k, SF_EINTERNAL, "XNNPACK convolution failed");
+    return 0;
+  }
+  return s->p.transposed ? convt_run_c(k, s) : conv_run_c(k, &s->p);
+}
+
+static int64_t conv_flops(sf_kctx *k) {
+  conv_p p;
+  sf_err e;
+  sf_kctx kk = *k;
+  kk.err = &e;
+  if (conv_params(&kk, !strcmp(k->node->op_type, "ConvTranspose"), &p)) return 0;
+  int64_t f = 2 * p.N * p.M * (p.C / p.group);
+  for (int i = 0; i < p.nsp; i++) f *= p.k[i] * (p.transposed ? p.in[i] : p.out[i]);
+  return f;
+}
+
+const sf_op_def sf__op_Conv = {
+    .op_type = "Conv",
+    .flags = SF_OPF_NHWC,
+    .infer = conv_infer,
+    .prepare = conv_prepare,
+    .run = conv_run,
+    .release = conv_release,
+    .flops = conv_flops,
+    .wants_nhwc = conv_wants_nhwc,
+};
+
+const sf_op_def sf__op_ConvTranspose = {
+    .op_type = "ConvTranspose",
+    .flags = SF_OPF_NHWC,
+    .infer = convt_infer,
+    .prepare = convt_prepare,
+    .run = conv_run,
+    .release = conv_release,
+    .flops = conv_flops,
+    .wants_nhwc = convt_wants_nhwc,
+};
