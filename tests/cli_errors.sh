@@ -42,7 +42,7 @@ expect_error "wrong input name" "no model input named 'bogus'" -- \
   "$SEIFER" infer "$relu/model.onnx" -i bogus="$relu/test_data_set_0/input_0.pb" -o "$T/o"
 expect_error "missing input" "not given" -- \
   "$SEIFER" infer "$conv/model.onnx" -i x="$conv/test_data_set_0/input_0.pb" -o "$T/o"
-expect_error "input shape mismatch" "expects shape|shape" -- \
+expect_error "input shape mismatch" "expects shape|rank" -- \
   "$SEIFER" infer "$conv/model.onnx" -i x="$relu/test_data_set_0/input_0.pb" \
   -i W="$conv/test_data_set_0/input_1.pb" -o "$T/o"
 expect_error "input file missing" "cannot open" -- \

@@ -13,6 +13,7 @@
 #include <xnnpack.h>
 
 #include "runtime/op.h"
+#include "runtime/ops/vmath.h"
 
 static pthreadpool_t pool4;
 
@@ -734,6 +735,33 @@ static void test_reduce(void **s) {
   sf__graph_free(g);
 }
 
+/* Vectorisable exp / tanh / erf against double-precision libm, in units of the float ulp. */
+static double ulps(float got, double want) {
+  float w = (float)want, a = fabsf(w);
+  if (a < 1e-30f) return fabs(got - want) / 1e-30 * 1e-7;
+  return fabs(got - want) / (nextafterf(a, INFINITY) - a);
+}
+
+static void test_vmath(void **s) {
+  (void)s;
+  double me = 0, mt = 0, mf = 0;
+  for (float x = -86.0f; x < 88.5f; x += 0.000731f * (1 + fabsf(x))) {
+    float xs[3] = {x, x * 1e-3f, x * 1e-7f};
+    for (int k = 0; k < 3; k++) {
+      me = fmax(me, ulps(sf__vm_exp(xs[k]), exp(xs[k])));
+      mt = fmax(mt, ulps(sf__vm_tanh(xs[k]), tanh(xs[k])));
+      mf = fmax(mf, ulps(sf__vm_erf(xs[k]), erf(xs[k])));
+    }
+  }
+  assert_true(me <= 1.0);
+  assert_true(mt <= 2.0);
+  assert_true(mf <= 8.0);
+  assert_true(isinf(sf__vm_exp(89.0f)) && sf__vm_exp(-INFINITY) == 0.0f);
+  assert_true(isnan(sf__vm_exp(NAN)) && isnan(sf__vm_tanh(NAN)) && isnan(sf__vm_erf(NAN)));
+  assert_true(sf__vm_tanh(INFINITY) == 1.0f && sf__vm_tanh(-INFINITY) == -1.0f);
+  assert_true(sf__vm_erf(INFINITY) == 1.0f && sf__vm_erf(-10.0f) == -1.0f);
+}
+
 static void test_flops(void **s) {
   (void)s;
   sf_graph *g = sf__graph_new();
@@ -769,7 +797,8 @@ int main(void) {
       cmocka_unit_test(test_pow_types),        cmocka_unit_test(test_inplace),
       cmocka_unit_test(test_unary),            cmocka_unit_test(test_clip),
       cmocka_unit_test(test_bad_dtype),        cmocka_unit_test(test_softmax),
-      cmocka_unit_test(test_reduce),           cmocka_unit_test(test_flops),
+      cmocka_unit_test(test_reduce),           cmocka_unit_test(test_vmath),
+      cmocka_unit_test(test_flops),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -841,7 +841,6 @@ static void test_session_layouts(void **st) {
   int found = 0;
   for (int i = 0; i < g->n_nodes; i++) {
     sf_node *n = &g->nodes[i];
-    fprintf(stderr, "DBG %s dead=%d layout=%d\n", n->op_type, n->dead, n->layout);
     if (n->dead || strcmp(n->op_type, "Concat")) continue;
     found = 1;
     assert_int_equal(n->layout, SF_LAYOUT_NHWC);

@@ -10,9 +10,11 @@
 static void usage(void) {
   printf(
       "usage: seifer infer MODEL -i NAME=FILE [-i NAME=FILE]... -o OUTDIR [--threads N]\n"
+      "                    [--layout auto|conv-only|nchw] [--no-fuse]\n"
       "FILE is a .npy array or a serialized ONNX TensorProto (.pb). Every graph output is written\n"
       "to OUTDIR/<output name>.npy (characters outside [A-Za-z0-9._-] replaced by '_').\n"
-      "Dynamic input dims are taken from the given arrays. --threads 0 (default) = all cores.\n");
+      "Dynamic input dims are taken from the given arrays. --threads 0 (default) = all cores.\n"
+      "--layout and --no-fuse select other compilations of the same model (for comparisons).\n");
 }
 
 #define MAX_IN 64
@@ -32,7 +34,7 @@ static void safe_name(const char *in, char *out, size_t n) {
 static int run(int argc, char **argv) {
   const char *path = NULL, *outdir = NULL;
   const char *in_names[MAX_IN], *in_files[MAX_IN];
-  int nin = 0, rc = SF_EXIT_FAIL;
+  int nin = 0, rc = SF_EXIT_FAIL, layout = -1, no_fuse = 0;
   long threads = 0;
   for (int i = 1; i < argc; i++) {
     if (!strcmp(argv[i], "-i") || !strcmp(argv[i], "--input")) {
@@ -51,6 +53,16 @@ static int run(int argc, char **argv) {
       in_files[nin++] = eq + 1;
     } else if (!strcmp(argv[i], "-o") || !strcmp(argv[i], "--output")) {
       if (!(outdir = sf_cli_value(argc, argv, &i))) return SF_EXIT_USAGE;
+    } else if (!strcmp(argv[i], "--layout")) {
+      const char *v = sf_cli_value(argc, argv, &i);
+      if (!v) return SF_EXIT_USAGE;
+      layout = !strcmp(v, "auto") ? -1 : !strcmp(v, "nchw") ? 0 : !strcmp(v, "conv-only") ? 1 : -2;
+      if (layout == -2) {
+        sf_cli_err("--layout: expected auto, conv-only or nchw, got '%s'", v);
+        return SF_EXIT_USAGE;
+      }
+    } else if (!strcmp(argv[i], "--no-fuse")) {
+      no_fuse = 1;
     } else if (!strcmp(argv[i], "--threads")) {
       const char *v = sf_cli_value(argc, argv, &i);
       if (!v || sf_cli_int("--threads", v, 0, 1024, &threads)) return SF_EXIT_USAGE;
@@ -95,6 +107,12 @@ static int run(int argc, char **argv) {
     }
     loaded = i + 1;
     shapes[i].name = names[i];
+    free(arrays[i].name);
+    arrays[i].name = sf__strdup(names[i]);
+    if (!arrays[i].name) {
+      sf_cli_err("out of memory");
+      goto out;
+    }
     shapes[i].rank = arrays[i].rank;
     memcpy(shapes[i].dims, arrays[i].dims, sizeof shapes[i].dims);
   }
@@ -102,6 +120,10 @@ static int run(int argc, char **argv) {
   o.threads = (int)threads;
   o.n_shapes = nin;
   o.shapes = shapes;
+  o.n_values = nin;
+  o.values = arrays;
+  o.layout = layout;
+  o.no_fold = no_fuse;
   if (sf_cli_open(path, &o, &m, &s)) goto out;
   for (int i = 0; i < sf_session_n_inputs(s); i++) {
     const sf_tensor *t = sf_session_input(s, i);

@@ -8,10 +8,11 @@
 
 static void usage(void) {
   printf(
-      "usage: seifer inspect MODEL [--json] [--input-shape NAME=D1,D2,...]...\n"
+      "usage: seifer inspect MODEL [--json] [--nodes] [--input-shape NAME=D1,D2,...]...\n"
       "Inputs and outputs (shapes, dtypes), operator histogram, parameter count, weights bytes,\n"
       "FLOPs per inference and the planned activation arena bytes.\n"
-      "Dynamic dims not given with --input-shape are taken as 1.\n");
+      "Dynamic dims not given with --input-shape are taken as 1.\n"
+      "--nodes lists the nodes of the model as stored (op, name, inputs -> outputs).\n");
 }
 
 typedef struct hist {
@@ -57,13 +58,31 @@ static void print_tensor(const char *what, const sf_gtensor *t, const sf_tensor 
   printf("\n");
 }
 
+/* One line per node of the model as loaded: op, name, inputs -> outputs. */
+static void print_nodes(const sf_graph *g) {
+  for (int i = 0; i < g->n_nodes; i++) {
+    const sf_node *n = &g->nodes[i];
+    printf("%5d %-20s %-28s", i, n->op_type, n->name);
+    for (int j = 0; j < n->n_in; j++) {
+      const sf_gtensor *t = n->in[j] >= 0 ? &g->tensors[n->in[j]] : NULL;
+      printf("%s%s%s", j ? ", " : " ", t ? t->t.name : "-", t && t->kind == SF_TK_CONST ? "(c)" : "");
+    }
+    printf(" ->");
+    for (int j = 0; j < n->n_out; j++)
+      printf("%s%s", j ? ", " : " ", n->out[j] >= 0 ? g->tensors[n->out[j]].t.name : "-");
+    printf("\n");
+  }
+}
+
 static int run(int argc, char **argv) {
   const char *path = NULL;
-  int json = 0, nsh = 0;
+  int json = 0, nsh = 0, nodes_only = 0;
   sf_input_shape shapes[16];
   for (int i = 1; i < argc; i++) {
     if (!strcmp(argv[i], "--json")) {
       json = 1;
+    } else if (!strcmp(argv[i], "--nodes")) {
+      nodes_only = 1;
     } else if (!strcmp(argv[i], "--input-shape")) {
       const char *v = sf_cli_value(argc, argv, &i);
       if (!v) return SF_EXIT_USAGE;
@@ -88,6 +107,12 @@ static int run(int argc, char **argv) {
   }
   sf_model *m = NULL;
   sf_session *s = NULL;
+  if (nodes_only) {
+    if (sf_cli_open(path, NULL, &m, NULL)) return SF_EXIT_FAIL;
+    print_nodes(m->g);
+    sf_model_free(m);
+    return SF_EXIT_OK;
+  }
   sf_session_opts o = sf_session_opts_default();
   o.threads = 1;
   o.n_shapes = nsh;

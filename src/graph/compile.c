@@ -184,6 +184,8 @@ static int infer_all(sf_graph *g, const sf_compile_opts *o, sf_compile_result *r
         return sf__op_err(&k, SF_ELIMIT, "output '%s' would need %lld bytes (limit %lld)",
                           t->t.name, (long long)nb, (long long)SF_MAX_TENSOR_BYTES);
     }
+    /* Shape depends only on the (static) shape of its input: always folded */
+    if (!strcmp(n->op_type, "Shape") && !n->domain[0]) all_const = 1;
     if (all_const && !(n->op->flags & SF_OPF_NOFOLD)) {
       rc = fold_node(g, n, o->pool, err);
       if (rc < 0) return rc;
@@ -518,10 +520,10 @@ static int layout_pass(sf_graph *g, const sf_compile_opts *o, sf_compile_result 
     if (g->nodes[ni].dead) continue;
     int r = 0;
     int nhwc = decide_nhwc(g, &g->nodes[ni], &ls, o->pool, o->layout, &r);
-    sf_node *n = &g->nodes[ni];
-    unsigned fl = n->op->flags;
-    for (int j = 0; j < n->n_in; j++) {
-      int id = n->in[j];
+    unsigned fl = g->nodes[ni].op->flags;
+    sf_node *n;
+    for (int j = 0; j < g->nodes[ni].n_in; j++) { /* g->nodes may move: index every time */
+      int id = g->nodes[ni].in[j];
       if (id < 0) continue;
       sf_gtensor *t = &g->tensors[id];
       int want = SF_LAYOUT_PLAIN;

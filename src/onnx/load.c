@@ -214,7 +214,10 @@ static int load_node(sf_graph *g, const Onnx__NodeProto *np, size_t idx, const c
   if ((rc = check_name("op_type", op, err)) || (rc = check_name("node", np->name, err)) ||
       (rc = check_name("domain", np->domain, err)))
     return rc;
-  const char *nname = str_or(np->name, op);
+  /* the name sf__graph_add_node generates for unnamed nodes, for messages */
+  char gen[64];
+  snprintf(gen, sizeof gen, "%.40s_%d", op, g->n_nodes);
+  const char *nname = str_or(np->name, gen);
   if (np->n_input > MAX_NODE_IO || np->n_output > MAX_NODE_IO)
     return sf__errf(err, SF_ELIMIT, "%s node '%s': more than %d inputs or outputs", op, nname,
                     MAX_NODE_IO);

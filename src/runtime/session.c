@@ -71,9 +71,15 @@ int sf_session_new(sf_session **out, const sf_model *m, const sf_session_opts *o
     rc = sf__errf(err, SF_ENOMEM, "cannot create a pool of %d threads", threads);
     goto fail;
   }
+  /* parameters: float initializers and float Constant nodes of the model as stored */
   for (int i = 0; i < m->g->n_tensors; i++) {
     const sf_gtensor *t = &m->g->tensors[i];
     if (t->kind == SF_TK_CONST && t->t.dtype == SF_F32) s->params += sf_tensor_numel(&t->t);
+  }
+  for (int i = 0; i < m->g->n_nodes; i++) {
+    const sf_node *n = &m->g->nodes[i];
+    const sf_attr *a = strcmp(n->op_type, "Constant") ? NULL : sf__attr(n, "value");
+    if (a && a->tensor && a->tensor->dtype == SF_F32) s->params += sf_tensor_numel(a->tensor);
   }
   if (!(s->g = sf__graph_clone(m->g))) {
     rc = sf__errf(err, SF_ENOMEM, "out of memory copying the model");

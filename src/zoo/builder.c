@@ -130,14 +130,13 @@ static int check_in(sf_zb *b, int x, int rank, const char *what) {
 }
 
 /* Output info: rank 4 [1,c,h,w] or rank 2 [1,c]. */
-static void set_info(sf_zb *b, int id, int rank, int64_t c, int64_t h, int64_t w, double ms) {
+static void set_info(sf_zb *b, int id, int rank, int64_t c, int64_t h, int64_t w) {
   sf_zb_info *t = &b->info[id];
   t->rank = rank;
   t->d[0] = 1;
   t->d[1] = c;
   t->d[2] = rank == 4 ? h : 0;
   t->d[3] = rank == 4 ? w : 0;
-  t->ms = ms;
 }
 
 /* ---- lifecycle --------------------------------------------------------------------------- */
@@ -146,6 +145,7 @@ int sf__zb_init(sf_zb *b, const char *model_name, uint64_t seed, sf_err *err) {
   memset(b, 0, sizeof *b);
   b->err = err;
   b->input = -1;
+  b->seed = seed;
   uint64_t x = seed;
   for (int i = 0; i < 4; i++) b->s[i] = splitmix64(&x);
   b->g = sf__graph_new();
@@ -176,6 +176,7 @@ int sf__zb_finish(sf_zb *b, int out, sf_graph **g) {
   if (b->rc) return b->rc;
   if (out < 0 || out >= b->g->n_tensors || !b->info[out].rank || b->input < 0)
     return fail(b, SF_EINTERNAL, "zoo: model has no input or output%s", ""), b->rc;
+  if (sf__zb_calibrate(b)) return b->rc;
   sf_graph *gr = b->g;
   gr->inputs = sf__malloc(sizeof(int));
   gr->outputs = sf__malloc(sizeof(int));
@@ -191,15 +192,17 @@ int sf__zb_finish(sf_zb *b, int out, sf_graph **g) {
   return 0;
 }
 
-int sf__zb_input(sf_zb *b, const char *name, int c, int h, int w, double ms) {
+int sf__zb_input(sf_zb *b, const char *name, int c, int h, int w, double lo, double hi) {
   if (b->rc) return -1;
   int id = new_tensor(b, name, NULL);
   if (id < 0) return -1;
   int64_t d[4] = {1, c, h, w};
   sf__tensor_set_shape(&b->g->tensors[id], SF_F32, 4, d);
   b->g->tensors[id].kind = SF_TK_INPUT;
-  set_info(b, id, 4, c, h, w, ms);
+  set_info(b, id, 4, c, h, w);
   b->input = id;
+  b->in_lo = lo;
+  b->in_hi = hi;
   return id;
 }
 
@@ -343,8 +346,7 @@ int sf__zb_conv(sf_zb *b, int x, const char *name, int oc, int kh, int kw, int s
   if (set_ints(b, ni, "kernel_shape", ks, 2) || set_ints(b, ni, "strides", st, 2) ||
       set_ints(b, ni, "pads", pd, 4) || set_int(b, ni, "group", groups))
     return -1;
-  /* E[y^2] = fan_in * Var(w) * E[x^2] + E[b^2] */
-  set_info(b, y, 4, oc, oh, ow, 2.0 * xi.ms + (bias ? 0.01 / 3 : 0.0));
+  set_info(b, y, 4, oc, oh, ow);
   return y;
 }
 
@@ -356,45 +358,34 @@ int sf__zb_bn(sf_zb *b, int x, const char *name, float eps, int scale) {
   if (y < 0) return -1;
   char layer[256];
   snprintf(layer, sizeof layer, "%s", b->g->tensors[y].t.name);
-  double ms = xi.ms > 1e-12 ? xi.ms : 1e-12, r = sqrt(ms);
   int64_t d[1] = {c};
   int gm = scale ? param(b, layer, "gamma", 1, d, 0.8, 1.2) : ones(b, c);
   int bt = param(b, layer, "beta", 1, d, -0.1, 0.1);
-  int mn = param(b, layer, "moving_mean", 1, d, -0.1 * r, 0.1 * r);
-  int vr = param(b, layer, "moving_variance", 1, d, 0.5 * ms, 1.5 * ms);
+  /* jitter of the statistics; calib.c turns them into the moving mean and variance */
+  int mn = param(b, layer, "moving_mean", 1, d, -0.1, 0.1);
+  int vr = param(b, layer, "moving_variance", 1, d, 0.5, 1.5);
   if (gm < 0 || bt < 0 || mn < 0 || vr < 0) return -1;
-  /* estimate of the output mean square from the drawn statistics */
-  const float *G = scale ? b->g->tensors[gm].t.data : NULL;
-  const float *B = b->g->tensors[bt].t.data, *V = b->g->tensors[vr].t.data;
-  double acc = 0;
-  for (int64_t i = 0; i < c; i++) {
-    double g = G ? G[i] : 1.0;
-    acc += g * g * ms / ((double)V[i] + eps) + (double)B[i] * B[i];
-  }
   int in[5] = {x, gm, bt, mn, vr};
   int ni = add_node(b, "BatchNormalization", 5, in, y);
   if (ni < 0 || set_float(b, ni, "epsilon", eps)) return -1;
-  set_info(b, y, 4, c, xi.d[2], xi.d[3], acc / (double)c);
+  set_info(b, y, 4, c, xi.d[2], xi.d[3]);
   return y;
 }
 
-/* One-input node with the same shape as its input; ms scaled by f. */
-static int unary(sf_zb *b, int x, const char *op, const char *name, const char *base, double f) {
+/* One-input node with the same shape as its input. Returns the output id. */
+static int unary(sf_zb *b, int x, const char *op, const char *name, const char *base) {
   if (b->rc) return -1;
   if (x < 0 || !b->info[x].rank) return fail(b, SF_EINTERNAL, "zoo: bad input for %s", op);
   int y = new_tensor(b, name, base);
   if (y < 0 || add_node(b, op, 1, &x, y) < 0) return -1;
   b->info[y] = b->info[x];
-  b->info[y].ms = b->info[x].ms * f;
   return y;
 }
 
-int sf__zb_relu(sf_zb *b, int x, const char *name) { return unary(b, x, "Relu", name, "relu", 0.5); }
+int sf__zb_relu(sf_zb *b, int x, const char *name) { return unary(b, x, "Relu", name, "relu"); }
 
 int sf__zb_sigmoid(sf_zb *b, int x, const char *name) {
-  int y = unary(b, x, "Sigmoid", name, "sigmoid", 0);
-  if (y >= 0) b->info[y].ms = 0.3; /* E[sigmoid(z)^2] for z of moderate spread */
-  return y;
+  return unary(b, x, "Sigmoid", name, "sigmoid");
 }
 
 int sf__zb_relu6(sf_zb *b, int x, const char *name) {
@@ -405,20 +396,15 @@ int sf__zb_relu6(sf_zb *b, int x, const char *name) {
   int in[3] = {x, lo, hi};
   if (y < 0 || add_node(b, "Clip", 3, in, y) < 0) return -1;
   b->info[y] = b->info[x];
-  b->info[y].ms = fmin(b->info[x].ms * 0.5, 36.0);
   return y;
 }
 
-/* x * f(x) where f is a unary gate node (Sigmoid or HardSigmoid). */
+/* x * f(x) where f is a unary gate node (Sigmoid or HardSigmoid) named "<name>/gate". */
 static int gated(sf_zb *b, int x, const char *name, const char *gate, const char *base) {
   if (b->rc) return -1;
   char gn[300];
-  const char *gname = NULL;
-  if (name) {
-    snprintf(gn, sizeof gn, "%s/gate", name);
-    gname = gn;
-  }
-  int s = unary(b, x, gate, gname, base, 0);
+  if (name) snprintf(gn, sizeof gn, "%s/gate", name);
+  int s = unary(b, x, gate, name ? gn : NULL, base);
   if (s < 0) return -1;
   if (!strcmp(gate, "HardSigmoid")) {
     int ni = b->g->n_nodes - 1;
@@ -428,7 +414,6 @@ static int gated(sf_zb *b, int x, const char *name, const char *gate, const char
   int in[2] = {x, s};
   if (y < 0 || add_node(b, "Mul", 2, in, y) < 0) return -1;
   b->info[y] = b->info[x];
-  b->info[y].ms = b->info[x].ms * 0.4; /* swish / hard-swish of a centred input */
   return y;
 }
 
@@ -439,58 +424,52 @@ int sf__zb_hardswish(sf_zb *b, int x, const char *name) {
   return gated(b, x, name, "HardSigmoid", "hardswish");
 }
 
-/* Elementwise binary node; y's shape is a's (b broadcasts into a). */
-static int binary(sf_zb *b, int x, int z, const char *op, const char *name, const char *base,
-                  double ms) {
+/* Elementwise binary node; the output has x's shape (z broadcasts into x). */
+static int binary(sf_zb *b, int x, int z, const char *op, const char *name, const char *base) {
   if (b->rc) return -1;
   if (x < 0 || z < 0) return fail(b, SF_EINTERNAL, "zoo: bad input for %s", op);
   int y = new_tensor(b, name, base);
   int in[2] = {x, z};
   if (y < 0 || add_node(b, op, 2, in, y) < 0) return -1;
   b->info[y] = b->info[x];
-  b->info[y].ms = ms;
   return y;
 }
 
 int sf__zb_add(sf_zb *b, int x, int z, const char *name) {
   if (b->rc) return -1;
-  if (x >= 0 && z >= 0 && memcmp(b->info[x].d, b->info[z].d, sizeof b->info[x].d))
+  if (x >= 0 && z >= 0 &&
+      (b->info[x].rank != b->info[z].rank || memcmp(b->info[x].d, b->info[z].d, sizeof b->info[x].d)))
     return fail(b, SF_EINTERNAL, "zoo: Add '%s' of different shapes", name);
-  return binary(b, x, z, "Add", name, "add",
-                x >= 0 && z >= 0 ? b->info[x].ms + b->info[z].ms : 0);
+  return binary(b, x, z, "Add", name, "add");
 }
 
 int sf__zb_mul(sf_zb *b, int x, int z, const char *name) {
-  return binary(b, x, z, "Mul", name, "mul",
-                x >= 0 && z >= 0 ? b->info[x].ms * b->info[z].ms : 0);
+  return binary(b, x, z, "Mul", name, "mul");
 }
 
 int sf__zb_scale(sf_zb *b, int x, double s, const char *name) {
-  int h = sf__zb_hyper(b, s);
-  return binary(b, x, h, "Mul", name, "scale", x >= 0 ? b->info[x].ms * s * s : 0);
+  return binary(b, x, sf__zb_hyper(b, s), "Mul", name, "scale");
 }
 
 int sf__zb_concat(sf_zb *b, int n, const int *xs, const char *name) {
   if (b->rc) return -1;
   int64_t c = 0;
-  double acc = 0;
   for (int i = 0; i < n; i++) {
     if (check_in(b, xs[i], 4, "Concat")) return -1;
     if (b->info[xs[i]].d[2] != b->info[xs[0]].d[2] || b->info[xs[i]].d[3] != b->info[xs[0]].d[3])
       return fail(b, SF_EINTERNAL, "zoo: Concat '%s' of different spatial sizes", name);
     c += b->info[xs[i]].d[1];
-    acc += b->info[xs[i]].ms * (double)b->info[xs[i]].d[1];
   }
   int y = new_tensor(b, name, "concat");
   if (y < 0) return -1;
   int ni = add_node(b, "Concat", n, xs, y);
   if (ni < 0 || set_int(b, ni, "axis", 1)) return -1;
-  set_info(b, y, 4, c, b->info[xs[0]].d[2], b->info[xs[0]].d[3], acc / (double)c);
+  set_info(b, y, 4, c, b->info[xs[0]].d[2], b->info[xs[0]].d[3]);
   return y;
 }
 
 static int pool(sf_zb *b, int x, const char *op, const char *name, const char *base, int k,
-                int stride, sf_zb_pad pad, double f) {
+                int stride, sf_zb_pad pad) {
   if (check_in(b, x, 4, op)) return -1;
   const sf_zb_info xi = b->info[x];
   int64_t oh = out_dim(xi.d[2], k, stride, pad.t, pad.b);
@@ -504,23 +483,23 @@ static int pool(sf_zb *b, int x, const char *op, const char *name, const char *b
       set_ints(b, ni, "pads", pd, 4))
     return -1;
   if (!strcmp(op, "AveragePool") && set_int(b, ni, "count_include_pad", 0)) return -1;
-  set_info(b, y, 4, xi.d[1], oh, ow, xi.ms * f);
+  set_info(b, y, 4, xi.d[1], oh, ow);
   return y;
 }
 
 int sf__zb_maxpool(sf_zb *b, int x, const char *name, int k, int stride, sf_zb_pad pad) {
-  return pool(b, x, "MaxPool", name, "maxpool", k, stride, pad, k > 1 ? 1.5 : 1.0);
+  return pool(b, x, "MaxPool", name, "maxpool", k, stride, pad);
 }
 
 int sf__zb_avgpool(sf_zb *b, int x, const char *name, int k, int stride, sf_zb_pad pad) {
-  return pool(b, x, "AveragePool", name, "avgpool", k, stride, pad, k > 1 ? 0.7 : 1.0);
+  return pool(b, x, "AveragePool", name, "avgpool", k, stride, pad);
 }
 
 int sf__zb_gap(sf_zb *b, int x, const char *name) {
   if (check_in(b, x, 4, "GlobalAveragePool")) return -1;
   int y = new_tensor(b, name, "gap");
   if (y < 0 || add_node(b, "GlobalAveragePool", 1, &x, y) < 0) return -1;
-  set_info(b, y, 4, b->info[x].d[1], 1, 1, b->info[x].ms * 0.5);
+  set_info(b, y, 4, b->info[x].d[1], 1, 1);
   return y;
 }
 
@@ -531,7 +510,7 @@ int sf__zb_flatten(sf_zb *b, int x, const char *name) {
   int ni = add_node(b, "Flatten", 1, &x, y);
   if (ni < 0 || set_int(b, ni, "axis", 1)) return -1;
   const sf_zb_info *xi = &b->info[x];
-  set_info(b, y, 2, xi->d[1] * xi->d[2] * xi->d[3], 0, 0, xi->ms);
+  set_info(b, y, 2, xi->d[1] * xi->d[2] * xi->d[3], 0, 0);
   return y;
 }
 
@@ -549,24 +528,21 @@ int sf__zb_dense(sf_zb *b, int x, const char *name, int units, int bias) {
   if (w < 0 || (bias && bi < 0)) return -1;
   int in[3] = {x, w, bi};
   if (add_node(b, "Gemm", bias ? 3 : 2, in, y) < 0) return -1;
-  set_info(b, y, 2, units, 0, 0, 2.0 * b->info[x].ms + (bias ? 0.01 / 3 : 0.0));
+  set_info(b, y, 2, units, 0, 0);
   return y;
 }
 
 int sf__zb_softmax(sf_zb *b, int x, const char *name) {
   if (check_in(b, x, 2, "Softmax")) return -1;
-  int y = unary(b, x, "Softmax", name, "softmax", 1.0);
+  int y = unary(b, x, "Softmax", name, "softmax");
   if (y < 0 || set_int(b, b->g->n_nodes - 1, "axis", 1)) return -1;
-  b->info[y].ms = 1.0 / (double)b->info[x].d[1];
   return y;
 }
 
 int sf__zb_norm(sf_zb *b, int x, int mean, int var, const char *name) {
   if (check_in(b, x, 4, "Normalization") || mean < 0 || var < 0) return -1;
-  int c = binary(b, x, mean, "Sub", sf__zb_name(b, "%s/centred", name), "sub", 1.0);
+  int c = binary(b, x, mean, "Sub", sf__zb_name(b, "%s/centred", name), "sub");
   int s = new_tensor(b, sf__zb_name(b, "%s/std", name), NULL);
   if (c < 0 || s < 0 || add_node(b, "Sqrt", 1, &var, s) < 0) return -1;
-  b->info[s] = b->info[var];
-  /* the statistics standardise the inputs: unit mean square */
-  return binary(b, c, s, "Div", name, "div", 1.0);
+  return binary(b, c, s, "Div", name, "div");
 }

@@ -8,15 +8,20 @@
  * Shapes are tracked per tensor (NCHW, batch 1) so that Keras 'same' padding can be computed;
  * only the graph input and output shapes are written to the graph.
  *
- * Weight scheme (all values from one xoshiro256** stream seeded by splitmix64(seed); uniform
- * distributions only, so files are byte-identical across platforms):
+ * Weight scheme (one xoshiro256** stream seeded by splitmix64(seed), uniform distributions
+ * only):
  *   conv / dense kernels  U(-a, a), a = sqrt(6 / fan_in)  (standard deviation sqrt(2 / fan_in))
  *   biases                U(-0.1, 0.1)
  *   BN gamma              U(0.8, 1.2)       beta U(-0.1, 0.1)
- *   BN moving_mean        U(-0.1, 0.1) * r  moving_variance U(0.5, 1.5) * r^2
- * where r^2 is the builder's running estimate of the mean square of the BN input (propagated
- * analytically from the declared input scale through every layer), so that each BatchNorm
- * really normalises its input to O(1) and activations stay bounded through any depth.
+ *   BN moving statistics  calibrated (calib.c): sf__zb_finish runs the graph once in plain C
+ *                         on a calibration input drawn uniformly from the declared input range
+ *                         and sets, per channel c of each BatchNorm input x,
+ *                         moving_mean = mean_c(x) + U(-0.1, 0.1) * std_c(x),
+ *                         moving_variance = var_c(x) * U(0.5, 1.5),
+ *                         so every BatchNorm really normalises and activations stay O(1)
+ *                         through any depth, as in a trained network.
+ * The calibration pass uses a fixed summation order and no libm transcendentals, so the same
+ * seed gives byte-identical weights on every IEEE-754 platform.
  *
  * Non-trainable constants (Clip bounds, residual scales, the unit scale of BatchNorm layers
  * without a learned scale, the input rescaling) are stored as float64 initializers and Cast to
@@ -31,7 +36,6 @@
 typedef struct sf_zb_info {
   int rank;       /* 4 (N,C,H,W) or 2 (N,C) */
   int64_t d[4];
-  double ms;      /* estimated mean square of the values */
 } sf_zb_info;
 
 typedef struct sf_zb_cache {
@@ -43,6 +47,7 @@ typedef struct sf_zb {
   sf_graph *g;
   sf_err *err;
   int rc;                 /* first error, sticky */
+  uint64_t seed;
   uint64_t s[4];          /* xoshiro256** state */
   float *buf;             /* scratch for weights */
   size_t cap;
@@ -51,6 +56,7 @@ typedef struct sf_zb {
   sf_zb_cache *hyper, *ones; /* shared non-trainable constants */
   int n_hyper, n_ones, cap_hyper, cap_ones;
   int input;              /* graph input id */
+  double in_lo, in_hi;    /* calibration input range */
   char names[4][256];     /* sf__zb_name ring */
   int name_i;
 } sf_zb;
@@ -62,12 +68,13 @@ typedef struct sf_zb_pad {
 int sf__zb_init(sf_zb *b, const char *model_name, uint64_t seed, sf_err *err);
 /* Free everything (including the graph unless sf__zb_finish handed it out). */
 void sf__zb_deinit(sf_zb *b);
-/* Set the single output, graph metadata; on success *out owns the graph. */
+/* Calibrate the BatchNorm statistics, set the single output and the graph metadata; on
+ * success *out owns the graph. */
 int sf__zb_finish(sf_zb *b, int out, sf_graph **g);
 
-/* Graph input [1,c,h,w] named name; ms is the mean square of the inputs the weights are
- * calibrated for. */
-int sf__zb_input(sf_zb *b, const char *name, int c, int h, int w, double ms);
+/* Graph input [1,c,h,w] named name; the weights are calibrated for inputs uniform in
+ * [lo, hi). */
+int sf__zb_input(sf_zb *b, const char *name, int c, int h, int w, double lo, double hi);
 
 /* Padding: explicit, symmetric, or TensorFlow 'same' for the given input, kernel, stride. */
 sf_zb_pad sf__zb_pads(int t, int l, int bt, int r);
@@ -110,6 +117,9 @@ int sf__zb_hyper(sf_zb *b, double v);
 
 /* Layer name from a format, in a ring of 4 buffers owned by b (valid for the next 3 calls). */
 const char *sf__zb_name(sf_zb *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* The calibration pass (calib.c), run by sf__zb_finish. */
+int sf__zb_calibrate(sf_zb *b);
 
 static inline int sf__zb_channels(const sf_zb *b, int x) { return x >= 0 ? (int)b->info[x].d[1] : 0; }
 static inline int64_t sf__zb_dim(const sf_zb *b, int x, int i) { return x >= 0 ? b->info[x].d[i] : 0; }

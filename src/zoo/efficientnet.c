@@ -69,7 +69,7 @@ static int block(sf_zb *b, int inputs, const char *name, int filters_in, int fil
 }
 
 static int efficientnet(sf_zb *b, double width, double depth, int size) {
-  int x = sf__zb_input(b, "input_1", 3, size, size, 255.0 * 255.0 / 3.0);
+  int x = sf__zb_input(b, "input_1", 3, size, size, 0.0, 255.0);
   /* Rescaling(1/255) */
   x = sf__zb_scale(b, x, 1.0 / 255.0, "rescaling");
   /* Normalization(axis=-1): (x - mean) / sqrt(variance), with the ImageNet statistics; Keras

@@ -66,7 +66,7 @@ static int ir_block(irv2 *m, int x, double scale, int type, int idx, int activat
 int sf__zoo_build_inceptionresnetv2(sf_zb *b) {
   irv2 mm = {.b = b}, *m = &mm;
   /* 'tf' preprocessing: pixels scaled to [-1, 1] */
-  int x = sf__zb_input(b, "input_1", 3, 299, 299, 1.0 / 3.0);
+  int x = sf__zb_input(b, "input_1", 3, 299, 299, -1.0, 1.0);
   /* stem: 35 x 35 x 192 */
   x = CBN_V(x, 32, 3, 3, 2);
   x = CBN_V(x, 32, 3, 3, 1);

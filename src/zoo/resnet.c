@@ -40,8 +40,8 @@ static int stack1(sf_zb *b, int x, int filters, int blocks, int stride1, const c
 }
 
 int sf__zoo_build_resnet50(sf_zb *b) {
-  /* caffe-style preprocessed input: BGR pixels minus the ImageNet mean (std about 64) */
-  int x = sf__zb_input(b, "input_1", 3, 224, 224, 64.0 * 64.0);
+  /* caffe-style preprocessed input: BGR pixels minus the ImageNet mean */
+  int x = sf__zb_input(b, "input_1", 3, 224, 224, -128.0, 128.0);
   /* conv1_pad (ZeroPadding2D 3) + valid conv = conv with pads 3 */
   x = sf__zb_conv(b, x, "conv1_conv", 64, 7, 7, 2, sf__zb_sym(3), 1, 1);
   x = sf__zb_bn(b, x, "conv1_bn", EPS, 1);

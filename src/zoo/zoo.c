@@ -16,7 +16,7 @@ typedef struct zoo_model {
  * counts its int64 sample `count` (1), which inference never reads (docs/zoo.md). */
 static const zoo_model MODELS[] = {
     {{"resnet50", "Keras ResNet50 (v1, conv biases)", 3, 224, 224, 1000, 25636712, 25636712,
-      "caffe-style: BGR pixels minus the ImageNet mean (std about 64)"},
+      "caffe-style: BGR pixels minus the ImageNet mean, about [-128, 128]"},
      sf__zoo_build_resnet50},
     {{"mobilenetv2", "Keras MobileNetV2 (alpha 1.0)", 3, 224, 224, 1000, 3538984, 3538984,
       "pixels scaled to [-1, 1]"},
@@ -28,10 +28,10 @@ static const zoo_model MODELS[] = {
       "pixels scaled to [-1, 1]"},
      sf__zoo_build_inceptionresnetv2},
     {{"tiny-cnn", "small CNN: conv/BN/ReLU, residual add, pooling, dense", 3, 32, 32, 10, 43066, 0,
-      "unit mean square (e.g. standard normal)"},
+      "values in [-1, 1]"},
      sf__zoo_build_tiny_cnn},
     {{"tiny-inception", "small Inception / Inception-ResNet style multi-branch model", 3, 32, 32,
-      10, 56402, 0, "unit mean square (e.g. standard normal)"},
+      10, 56402, 0, "values in [-1, 1]"},
      sf__zoo_build_tiny_inception},
 };
 

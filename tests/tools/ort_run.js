@@ -49,7 +49,7 @@ async function main() {
   if (!model || !outdir) throw new Error('usage: node ort_run.js MODEL OUTDIR NAME=FILE.npy ...');
   const threads = Number(process.env.ORT_THREADS || 1);
   const sess = await ort.InferenceSession.create(model, {
-    executionProviders: ['cpu'], graphOptimizationLevel: 'all',
+    executionProviders: ['cpu'], graphOptimizationLevel: process.env.ORT_OPT || 'all',
     intraOpNumThreads: threads, interOpNumThreads: 1,
   });
   const feeds = {};

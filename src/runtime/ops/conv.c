@@ -6,7 +6,8 @@
  *     prepare from a repacked copy of W (freed after creation). 1-D is run as H = 1.
  *   - otherwise (3-D, non-constant weights, XNNPACK refusing the parameters, constant folding):
  *     plain C on either layout (strided addressing): Conv = implicit-im2col GEMM (B panels are
- *     gathered straight from X by the GEMM's packing callback, no column buffer); ConvTranspose =
+ *     gathered straight from X by the GEMM's packing callback, no column buffer), or direct
+ *     per-tap row updates when every group has one input channel (depthwise); ConvTranspose =
  *     GEMM into a column buffer allocated in prepare (bounded chunk of input pixels) followed by
  *     a col2im scatter-add.
  * Fused activations (node->fused_act) clamp the output on every path.
@@ -498,6 +499,138 @@ static int conv_run_c(sf_kctx *k, const conv_p *p) {
   return 0;
 }
 
+/* ---- Conv, C path for one input channel per group (depthwise): direct taps ------------- */
+
+typedef float cv_v4 __attribute__((vector_size(16)));
+typedef int32_t cv_i4 __attribute__((vector_size(16)));
+
+/* y[i] += w * x[i], i in [0, n) (4-wide vectors, unaligned). */
+static void axpy(float *restrict y, const float *restrict x, float w, int64_t n) {
+  int64_t i = 0;
+  for (; i + 4 <= n; i += 4) {
+    cv_v4 a, b;
+    memcpy(&a, y + i, sizeof a);
+    memcpy(&b, x + i, sizeof b);
+    a += w * b;
+    memcpy(y + i, &a, sizeof a);
+  }
+  for (; i < n; i++) y[i] += w * x[i];
+}
+
+/* y[i] = clamp(y[i], lo, hi) for a contiguous row. */
+static void clamp_row(float *y, int64_t n, float lo, float hi) {
+  int64_t i = 0;
+  cv_v4 vl = {lo, lo, lo, lo}, vh = {hi, hi, hi, hi};
+  for (; i + 4 <= n; i += 4) {
+    cv_v4 a;
+    memcpy(&a, y + i, sizeof a);
+    cv_i4 m = a < vl;
+    a = (cv_v4)(((cv_i4)a & ~m) | ((cv_i4)vl & m));
+    m = a > vh;
+    a = (cv_v4)(((cv_i4)a & ~m) | ((cv_i4)vh & m));
+    memcpy(y + i, &a, sizeof a);
+  }
+  for (; i < n; i++) y[i] = y[i] < lo ? lo : (y[i] > hi ? hi : y[i]);
+}
+
+typedef struct dw_job {
+  const conv_p *p;
+  const float *x, *w, *b;
+  float *y;
+  strides xs, ys;
+  int64_t in[3], out[3], k[3], s[3], d[3], pb[3], xsp[3], ysp[3]; /* 3-axis form */
+  float lo, hi;
+} dw_job;
+
+static void dw_range(const dw_job *j, int64_t k2, int64_t *off, int64_t *lo, int64_t *hi) {
+  int64_t s2 = j->s[2], o = k2 * j->d[2] - j->pb[2];
+  *off = o;
+  *lo = o >= 0 ? 0 : (-o + s2 - 1) / s2;
+  *hi = j->in[2] - o <= 0 ? 0 : (j->in[2] - o + s2 - 1) / s2;
+  if (*hi > j->out[2]) *hi = j->out[2];
+  if (*lo > *hi) *lo = *hi;
+}
+
+/* Output channel oc of batch element n: every kernel tap adds w * (shifted input row) to the
+ * output row, over the range of output columns whose input column is inside the image. */
+static void dw_task(void *ctx, size_t t) {
+  const dw_job *j = ctx;
+  int64_t M = j->p->M, goc = j->p->M / j->p->group;
+  int64_t n = (int64_t)t / M, oc = (int64_t)t % M;
+  const float *restrict x = j->x + n * j->xs.n + (oc / goc) * j->xs.c;
+  float *restrict y = j->y + n * j->ys.n + oc * j->ys.c;
+  const float *w = j->w + oc * j->k[0] * j->k[1] * j->k[2];
+  float bias = j->b ? j->b[oc] : 0.0f;
+  int64_t s2 = j->s[2], xs2 = j->xsp[2], ys2 = j->ysp[2];
+  /* per tap column k2: input column = o2 * s2 + off; valid output columns [lo, hi) */
+  int64_t offs[16], los[16], his[16];
+  int ncache = j->k[2] < 16 ? (int)j->k[2] : 16;
+  for (int k2 = 0; k2 < ncache; k2++) dw_range(j, k2, &offs[k2], &los[k2], &his[k2]);
+  for (int64_t o0 = 0; o0 < j->out[0]; o0++)
+    for (int64_t o1 = 0; o1 < j->out[1]; o1++) {
+      float *restrict yr = y + o0 * j->ysp[0] + o1 * j->ysp[1];
+      for (int64_t o2 = 0; o2 < j->out[2]; o2++) yr[o2 * ys2] = bias;
+      for (int64_t k0 = 0; k0 < j->k[0]; k0++) {
+        int64_t i0 = o0 * j->s[0] - j->pb[0] + k0 * j->d[0];
+        if (i0 < 0 || i0 >= j->in[0]) continue;
+        for (int64_t k1 = 0; k1 < j->k[1]; k1++) {
+          int64_t i1 = o1 * j->s[1] - j->pb[1] + k1 * j->d[1];
+          if (i1 < 0 || i1 >= j->in[1]) continue;
+          const float *restrict xr = x + i0 * j->xsp[0] + i1 * j->xsp[1];
+          const float *wr = w + (k0 * j->k[1] + k1) * j->k[2];
+          for (int64_t k2 = 0; k2 < j->k[2]; k2++) {
+            int64_t off, lo, hi;
+            if (k2 < ncache) {
+              off = offs[k2];
+              lo = los[k2];
+              hi = his[k2];
+            } else {
+              dw_range(j, k2, &off, &lo, &hi);
+            }
+            float wv = wr[k2];
+            if (xs2 == 1 && ys2 == 1 && s2 == 1) {
+              if (hi > lo) axpy(yr + lo, xr + off + lo, wv, hi - lo);
+            } else {
+              for (int64_t o2 = lo; o2 < hi; o2++) yr[o2 * ys2] += wv * xr[(o2 * s2 + off) * xs2];
+            }
+          }
+        }
+      }
+      if ((j->lo > -INFINITY || j->hi < INFINITY) && ys2 == 1)
+        clamp_row(yr, j->out[2], j->lo, j->hi);
+      else if (j->lo > -INFINITY || j->hi < INFINITY)
+        for (int64_t o2 = 0; o2 < j->out[2]; o2++) {
+          float v = yr[o2 * ys2];
+          yr[o2 * ys2] = v < j->lo ? j->lo : (v > j->hi ? j->hi : v);
+        }
+    }
+}
+
+static int conv_run_dw(sf_kctx *k, const conv_p *p) {
+  sf_graph *g = k->g;
+  sf_node *n = k->node;
+  const sf_tensor *xt = &sf__in(g, n, 0)->t;
+  sf_gtensor *bg = sf__in(g, n, 2);
+  sf_tensor *yt = &sf__out(g, n, 0)->t;
+  dw_job j = {.p = p, .x = xt->data, .w = sf__in(g, n, 1)->t.data, .b = bg ? bg->t.data : NULL,
+              .y = yt->data, .xs = strides_of(xt, p->nsp, p->C, p->in),
+              .ys = strides_of(yt, p->nsp, p->M, p->out), .lo = act_lo(n), .hi = act_hi(n)};
+  int off = 3 - p->nsp;
+  for (int a = 0; a < 3; a++) {
+    int i = a - off;
+    j.in[a] = i >= 0 ? p->in[i] : 1;
+    j.out[a] = i >= 0 ? p->out[i] : 1;
+    j.k[a] = i >= 0 ? p->k[i] : 1;
+    j.s[a] = i >= 0 ? p->s[i] : 1;
+    j.d[a] = i >= 0 ? p->d[i] : 1;
+    j.pb[a] = i >= 0 ? p->pb[i] : 0;
+    j.xsp[a] = i >= 0 ? j.xs.sp[i] : 0;
+    j.ysp[a] = i >= 0 ? j.ys.sp[i] : 0;
+  }
+  sf__parallel_for(k->pool, (size_t)(p->N * p->M), dw_task, &j);
+  return 0;
+}
+
 /* ---- ConvTranspose, C path: GEMM into columns + col2im ----------------------------------- */
 
 typedef struct col2im {
@@ -604,7 +737,8 @@ static int conv_run(sf_kctx *k) {
       return sf__op_err(k, SF_EINTERNAL, "XNNPACK convolution failed");
     return 0;
   }
-  return s->p.transposed ? convt_run_c(k, s) : conv_run_c(k, &s->p);
+  if (s->p.transposed) return convt_run_c(k, s);
+  return s->p.C == s->p.group ? conv_run_dw(k, &s->p) : conv_run_c(k, &s->p);
 }
 
 static int64_t conv_flops(sf_kctx *k) {

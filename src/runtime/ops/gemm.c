@@ -190,22 +190,35 @@ static void gm_pack_b(const gm_job *j, int64_t k0, int kc, int64_t j0, int nr, f
 static void gm_store(const gm_job *j, int64_t i0, int mr, int64_t j0, int nr, const float *acc,
                      int first, int last) {
   const float alpha = j->alpha, beta = j->beta, lo = j->lo, hi = j->hi;
+  const int64_t csc = j->csc;
   for (int r = 0; r < mr; r++) {
-    float *row = j->C + (i0 + r) * j->rsc + j0 * j->csc;
-    float bias = (last && j->bias) ? j->bias[i0 + r] : 0.0f;
-    for (int c = 0; c < nr; c++) {
-      float *p = row + c * j->csc;
-      float v = alpha * acc[r * GM_NR + c];
+    float *restrict row = j->C + (i0 + r) * j->rsc + j0 * csc;
+    const float *restrict a = acc + r * GM_NR;
+    float v[GM_NR];
+    if (csc == 1 && nr == GM_NR) {
       if (!first)
-        v += *p;
+        for (int c = 0; c < GM_NR; c++) v[c] = alpha * a[c] + row[c];
       else if (beta != 0.0f)
-        v += beta * *p;
-      if (last) {
-        v += bias;
-        v = v < lo ? lo : (v > hi ? hi : v);
+        for (int c = 0; c < GM_NR; c++) v[c] = alpha * a[c] + beta * row[c];
+      else
+        for (int c = 0; c < GM_NR; c++) v[c] = alpha * a[c];
+    } else {
+      for (int c = 0; c < nr; c++) {
+        float o = first && beta == 0.0f ? 0.0f : row[c * csc];
+        v[c] = alpha * a[c] + (first ? beta * o : o);
       }
-      *p = v;
     }
+    if (last) {
+      float bias = j->bias ? j->bias[i0 + r] : 0.0f;
+      for (int c = 0; c < GM_NR; c++) {
+        float t = v[c] + bias;
+        v[c] = t < lo ? lo : (t > hi ? hi : t);
+      }
+    }
+    if (csc == 1 && nr == GM_NR)
+      memcpy(row, v, sizeof v);
+    else
+      for (int c = 0; c < nr; c++) row[c * csc] = v[c];
   }
 }
 

@@ -14,7 +14,7 @@
  * mean over zero elements is NaN). Cost: one pass over the input plus one over the output.
  */
 #if defined(__GNUC__) && !defined(__clang__) && defined(__OPTIMIZE__)
-#pragma GCC optimize("O3") /* let GCC vectorise the plain-C loops (the build uses -O2) */
+#pragma GCC optimize("O3", "no-trapping-math") /* vectorise the plain-C loops */
 #endif
 
 #include <math.h>

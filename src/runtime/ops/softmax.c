@@ -9,7 +9,7 @@
  * read before they are written, so y may share x's buffer.
  */
 #if defined(__GNUC__) && !defined(__clang__) && defined(__OPTIMIZE__)
-#pragma GCC optimize("O3") /* let GCC vectorise the plain-C loops (the build uses -O2) */
+#pragma GCC optimize("O3", "no-trapping-math") /* vectorise the plain-C loops */
 #endif
 
 #include <math.h>
