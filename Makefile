@@ -25,7 +25,7 @@ test-asan: deps
 	@cd $(ASAN_BUILD) && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 ctest --output-on-failure -j $(JOBS)
 
 demo: build
-	@scripts/demo.sh $(BUILD)/seifer
+	@scripts/demo.sh $(BUILD)/seifer $(BUILD)/tests/npytool
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD)

@@ -3,6 +3,7 @@
 # `seifer zoo`, show what it is and costs, run it on an input and measure it.
 set -euo pipefail
 SEIFER=${1:-build/seifer}
+NPYTOOL=${2:-build/tests/npytool}
 OUT=${DEMO_DIR:-out/demo}
 MODEL=${DEMO_MODEL:-mobilenetv2}
 mkdir -p "$OUT"
@@ -15,10 +16,10 @@ step "seifer inspect $OUT/$MODEL.onnx"
 "$SEIFER" inspect "$OUT/$MODEL.onnx"
 
 step "seifer infer (deterministic input) -> $OUT/outputs/"
-shape=$("$SEIFER" inspect "$OUT/$MODEL.onnx" --json | sed -n 's/.*"resolved_shape": *\[\([0-9, ]*\)\].*/\1/p' | head -n1 | tr -d ' ')
-input=$("$SEIFER" inspect "$OUT/$MODEL.onnx" --json | sed -n 's/.*"name": *"\([^"]*\)".*/\1/p' | head -n1)
-if [ -x build/tests/npytool ] && [ -n "$shape" ]; then
-  build/tests/npytool gen "$OUT/input.npy" "$shape" 1
+shape=$("$SEIFER" inspect "$OUT/$MODEL.onnx" --json | sed -n 's/.*"resolved_shape":[[:space:]]*\[\([0-9, ]*\)\].*/\1/p' | head -n1 | tr -d " ")
+input=$("$SEIFER" inspect "$OUT/$MODEL.onnx" --json | sed -n 's/.*"name":[[:space:]]*"\([^"]*\)".*/\1/p' | head -n1)
+if [ -x "$NPYTOOL" ] && [ -n "$shape" ]; then
+  "$NPYTOOL" image "$OUT/input.npy" "$shape"
   "$SEIFER" infer "$OUT/$MODEL.onnx" -i "$input=$OUT/input.npy" -o "$OUT/outputs"
 fi
 

@@ -484,6 +484,9 @@ static int decide_nhwc(sf_graph *g, sf_node *n, layout_state *ls, pthreadpool_t 
     return 1;
   }
   if (!(op->flags & SF_OPF_AGNOSTIC) || mode == 1) return 0;
+  /* opset < 7 broadcasting (the "broadcast"/"axis" attributes, 1-D per-channel PRelu slopes)
+   * is not numpy-style: keep such nodes in ONNX layout */
+  if ((op->flags & SF_OPF_BCAST) && (g->opset < 7 || sf__attr(n, "broadcast"))) return 0;
   if (n->n_out != 1 && strcmp(n->op_type, "Dropout")) return 0;
   int any = 0;
   for (int j = 0; j < n->n_in; j++) {

@@ -32,7 +32,8 @@ typedef struct sf_gtensor {
   int producer;      /* node index, -1 for inputs / constants */
   int n_consumers;   /* filled by sf__graph_index */
   int shape_known;   /* dims/dtype valid (set by inference or by the model's value_info) */
-  char **dim_params; /* symbolic names of dims (rank entries, NULL where numeric); may be NULL */
+  char **dim_params; /* symbolic names of dims (SF_MAX_RANK entries, NULL where numeric); may be
+                        NULL. shape_known with a dim of -1 means: rank known, that dim symbolic */
   /* memory plan (runtime) */
   int alias_of;      /* tensor id whose buffer this one shares (-1 none) */
   int64_t arena_off; /* offset into the arena, -1 if not in arena */

@@ -18,7 +18,8 @@ struct sf_model {
  * (NULL: external data is an error). Initializers become SF_TK_CONST tensors with data;
  * graph inputs that are also initializers are constants, not inputs. value_info / input /
  * output type information sets dtype and dims (symbolic dims: dim = -1, name kept in
- * dim_params). Supports opsets 7..17 of the default domain. */
+ * dim_params). Accepts opsets 1..21 of the default domain (kernels implement 7..17 and the later
+ * changes to their operators). */
 int sf__onnx_parse(const void *buf, size_t len, const char *base_dir, sf_graph **out, sf_err *err);
 
 /* Serialize a graph (live nodes, constants used, inputs, outputs, value_info of known shapes)

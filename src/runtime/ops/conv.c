@@ -26,6 +26,8 @@ void sf__sgemm(int64_t M, int64_t N, int64_t K, float alpha, const float *A, int
                int64_t csa, const float *B, int64_t rsb, int64_t csb, sf_packb_fn pack_b,
                const void *pack_ctx, float beta, float *C, int64_t rsc, int64_t csc,
                const float *bias_row, float lo, float hi, pthreadpool_t pool);
+int64_t sf__sgemm_packed_floats(int64_t M, int64_t K);
+void sf__sgemm_pack_a(int64_t M, int64_t K, const float *A, int64_t rsa, int64_t csa, float *dst);
 
 #define CV_MAXSP 3
 #define CV_COLBUF ((int64_t)1 << 20) /* ConvTranspose column buffer budget (floats) */
@@ -259,6 +261,7 @@ typedef struct conv_state {
   xnn_operator_t op; /* channels-last XNNPACK operator, or NULL for the C path (first field) */
   conv_p p;
   float *col;        /* ConvTranspose C path: column buffer [M/group * prod(k)][chunk] */
+  float *wpack;      /* Conv C path with constant W: per-group weights packed for sf__sgemm */
   int64_t chunk;     /* input pixels per column-buffer pass */
 } conv_state;
 
@@ -267,6 +270,7 @@ static void conv_release(sf_node *n) {
   if (s) {
     if (s->op) xnn_delete_operator(s->op);
     free(s->col);
+    free(s->wpack);
     free(s);
   }
   n->state = NULL;
@@ -388,6 +392,16 @@ static int conv_prepare_common(sf_kctx *k, int transposed) {
     if ((rc = xnn_prepare(k, s))) return rc;
     if (s->op) return 0;
   }
+  if (!transposed && w->kind == SF_TK_CONST && p->C != p->group) {
+    int64_t G = p->group, goc = p->M / G, Kg = p->C / G, per;
+    for (int i = 0; i < p->nsp; i++) Kg *= p->k[i];
+    per = sf__sgemm_packed_floats(goc, Kg);
+    if (!(s->wpack = sf__malloc(sizeof(float) * (size_t)(per * G))))
+      return sf__op_err(k, SF_ENOMEM, "out of memory");
+    const float *W = w->t.data;
+    for (int64_t gi = 0; gi < G; gi++)
+      sf__sgemm_pack_a(goc, Kg, W + gi * goc * Kg, Kg, 1, s->wpack + gi * per);
+  }
   if (transposed) {
     int64_t kk = 1, P = 1;
     for (int i = 0; i < p->nsp; i++) {
@@ -460,7 +474,7 @@ static void im2col_pack(const void *ctx, int64_t k0, int kc, int64_t j0, int nc,
   }
 }
 
-static int conv_run_c(sf_kctx *k, const conv_p *p) {
+static int conv_run_c(sf_kctx *k, const conv_p *p, const float *wpack) {
   sf_graph *g = k->g;
   sf_node *n = k->node;
   const sf_tensor *xt = &sf__in(g, n, 0)->t, *wt = &sf__in(g, n, 1)->t;
@@ -488,11 +502,13 @@ static int conv_run_c(sf_kctx *k, const conv_p *p) {
     c.pb[i] = p->pb[i];
   }
   float lo = act_lo(n), hi = act_hi(n);
+  int64_t per = sf__sgemm_packed_floats(goc, Kg);
   for (int64_t b = 0; b < p->N; b++)
     for (int64_t gi = 0; gi < G; gi++) {
       const float *xg = X + b * xs.n + gi * gic * xs.c;
       c.x = xg;
-      sf__sgemm(goc, P, Kg, 1.0f, W + gi * goc * Kg, Kg, 1, xg, xs.c, xs.pix,
+      const float *A = wpack ? wpack + gi * per : W + gi * goc * Kg;
+      sf__sgemm(goc, P, Kg, 1.0f, A, wpack ? 0 : Kg, wpack ? 0 : 1, xg, xs.c, xs.pix,
                 pointwise ? NULL : im2col_pack, &c, 0.0f, Y + b * ys.n + gi * goc * ys.c, ys.c,
                 ys.pix, B ? B + gi * goc : NULL, lo, hi, k->pool);
     }
@@ -738,7 +754,7 @@ static int conv_run(sf_kctx *k) {
     return 0;
   }
   if (s->p.transposed) return convt_run_c(k, s);
-  return s->p.C == s->p.group ? conv_run_dw(k, &s->p) : conv_run_c(k, &s->p);
+  return s->p.C == s->p.group ? conv_run_dw(k, &s->p) : conv_run_c(k, &s->p, s->wpack);
 }
 
 static int64_t conv_flops(sf_kctx *k) {

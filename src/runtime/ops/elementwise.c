@@ -10,7 +10,8 @@
  * collapsed dims); everything else, and any case XNNPACK rejects, runs plain-C loops split over
  * the thread pool in chunks. The C broadcasting engine collapses the output shape to the fewest
  * dims (merging dims that are contiguous in both inputs or broadcast in both), so the inner loop
- * is always vector-vector, scalar-vector or vector-scalar.
+ * is always vector-vector, scalar-vector or vector-scalar. Tanh, Exp, Erf (and the Sigmoid
+ * fallback) use the vectorisable approximations of ops/vmath.h.
  *
  * dtypes: float32 everywhere; Add/Sub/Mul/Div also float64, int8, uint8, int32, int64; Relu
  * int8/int32/int64; Clip int8/uint8/int32/int64; Pow float32/int32/int64 bases with any

@@ -9,11 +9,12 @@
  *
  * sf__sgemm: C(i,j) = clamp(alpha * sum_k A(i,k) B(k,j) + beta * C(i,j) + bias[i], lo, hi) with
  * arbitrary element strides for A, B and C, B optionally supplied by a packing callback (implicit
- * im2col). Cache-blocked (KC x MC panels of A, KC x NR panels of B, all on the task's stack),
- * 6x8 register micro-kernel written with GCC vector extensions (SSE/NEON; fused multiply-add
- * contraction enabled where the target has it), plus a 12x8 AVX2/FMA kernel chosen at run time
- * on x86-64, parallelised over MC x NC output tiles with sf__parallel_for. Cost: 2*M*N*K flops plus packing of A once per
- * column tile and of B once per row tile. No heap allocation.
+ * im2col) and A optionally pre-packed once (constant weights). Cache-blocked: KC x MC panels of A
+ * and KC x NR panels of B, packed into the task's stack (~40 KiB); 6x8 register micro-kernel
+ * written with GCC vector extensions (SSE/NEON, multiply-add contraction where the target has
+ * FMA) plus a 12x8 AVX2/FMA kernel chosen at run time on x86-64; parallelised over row-block x
+ * 256-column tiles with sf__parallel_for. Cost: 2*M*N*K flops, plus packing A once per column
+ * tile (unless pre-packed) and each B panel once per row block. No heap allocation.
  */
 #include <math.h>
 #include <string.h>
@@ -40,11 +41,16 @@ typedef float gm_v4 __attribute__((vector_size(16)));
 typedef void (*sf_packb_fn)(const void *ctx, int64_t k0, int kc, int64_t j0, int nc, float *dst,
                             int ldd);
 
-/* The engine; declared again in ops/conv.c (keep the two prototypes identical). */
+/* The engine; declared again in ops/conv.c (keep the prototypes identical).
+ * rsa == csa == 0: A was pre-packed by sf__sgemm_pack_a (weights packed once in prepare; the
+ * tasks then span many rows, so each B panel is packed fewer times). */
 void sf__sgemm(int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t rsa,
                int64_t csa, const float *B, int64_t rsb, int64_t csb, sf_packb_fn pack_b,
                const void *pack_ctx, float beta, float *C, int64_t rsc, int64_t csc,
                const float *bias_row, float lo, float hi, pthreadpool_t pool);
+/* Floats of a packed M x K matrix, and the packing itself (A(i,k) = A[i*rsa + k*csa]). */
+int64_t sf__sgemm_packed_floats(int64_t M, int64_t K);
+void sf__sgemm_pack_a(int64_t M, int64_t K, const float *A, int64_t rsa, int64_t csa, float *dst);
 
 typedef struct gm_job {
   int64_t M, N, K;
@@ -54,8 +60,11 @@ typedef struct gm_job {
   sf_packb_fn pack_b;
   const void *pack_ctx;
   float *C;
-  int64_t nt; /* column tiles */
-  int avx2;   /* use the x86 AVX2/FMA kernel */
+  const float *apacked; /* pre-packed A (blocks of GM_KC columns, strips of GM_MR rows) */
+  int64_t mpad;          /* M rounded up to GM_MR */
+  int64_t mc;            /* rows per task */
+  int64_t nt;            /* column tiles */
+  int avx2;              /* use the x86 AVX2/FMA kernel */
 } gm_job;
 
 /* acc[MR][NR] = sum_k a[k][MR] (x) b[k][NR] */
@@ -146,8 +155,8 @@ static int gm_have_avx2(void) {
 #endif
 
 /* Rows [i0, i0+mc) x k [k0, k0+kc) of A into strips of GM_MR rows: dst[strip][k][r]. */
-static void gm_pack_a(const gm_job *j, int64_t i0, int mc, int64_t k0, int kc, float *dst) {
-  for (int s = 0; s < mc; s += GM_MR) {
+static void gm_pack_a(const gm_job *j, int64_t i0, int64_t mc, int64_t k0, int kc, float *dst) {
+  for (int64_t s = 0; s < mc; s += GM_MR) {
     float *d = dst + (size_t)s * (size_t)kc;
     for (int r = 0; r < GM_MR; r++) {
       int64_t i = i0 + s + r;
@@ -224,11 +233,11 @@ static void gm_store(const gm_job *j, int64_t i0, int mr, int64_t j0, int nr, co
 
 static void gm_task(void *ctx, size_t t) {
   const gm_job *j = ctx;
-  _Alignas(64) float apack[GM_MC * GM_KC];
+  _Alignas(64) float apack_buf[GM_MC * GM_KC];
   _Alignas(64) float bpack[GM_KC * GM_NR];
   _Alignas(64) float acc[GM_MR * GM_NR], acc1[GM_MR * GM_NR];
-  int64_t i0 = (int64_t)(t / (size_t)j->nt) * GM_MC, c0 = (int64_t)(t % (size_t)j->nt) * GM_NC;
-  int mc = (int)(j->M - i0 < GM_MC ? j->M - i0 : GM_MC);
+  int64_t i0 = (int64_t)(t / (size_t)j->nt) * j->mc, c0 = (int64_t)(t % (size_t)j->nt) * GM_NC;
+  int mc = (int)(j->M - i0 < j->mc ? j->M - i0 : j->mc);
   int ncol = (int)(j->N - c0 < GM_NC ? j->N - c0 : GM_NC);
   if (j->K == 0) {
     memset(acc, 0, sizeof acc);
@@ -241,7 +250,11 @@ static void gm_task(void *ctx, size_t t) {
   for (int64_t k0 = 0; k0 < j->K; k0 += GM_KC) {
     int kc = (int)(j->K - k0 < GM_KC ? j->K - k0 : GM_KC);
     int first = k0 == 0, last = k0 + kc >= j->K;
-    gm_pack_a(j, i0, mc, k0, kc, apack);
+    const float *apack = apack_buf;
+    if (j->apacked)
+      apack = j->apacked + k0 * j->mpad + i0 * kc;
+    else
+      gm_pack_a(j, i0, mc, k0, kc, apack_buf);
     for (int jj = 0; jj < ncol; jj += GM_NR) {
       int nr = ncol - jj < GM_NR ? ncol - jj : GM_NR;
       gm_pack_b(j, k0, kc, c0 + jj, nr, bpack);
@@ -272,14 +285,38 @@ void sf__sgemm(int64_t M, int64_t N, int64_t K, float alpha, const float *A, int
   gm_job j = {.M = M, .N = N, .K = K < 0 ? 0 : K, .alpha = alpha, .beta = beta, .lo = lo,
               .hi = hi, .A = A, .B = B, .bias = bias_row, .rsa = rsa, .csa = csa, .rsb = rsb,
               .csb = csb, .rsc = rsc, .csc = csc, .pack_b = pack_b, .pack_ctx = pack_ctx, .C = C};
-  int64_t mt = (M + GM_MC - 1) / GM_MC;
   j.nt = (N + GM_NC - 1) / GM_NC;
 #ifdef GM_X86
   j.avx2 = gm_have_avx2();
 #endif
   /* threading pays off above ~100k multiply-adds */
   if ((double)M * (double)N * (double)(K + 1) < 1e5) pool = NULL;
+  j.mc = GM_MC;
+  if (rsa == 0 && csa == 0) {
+    /* pre-packed A: as few row blocks as keep every thread busy (about 4 tasks per thread) */
+    j.apacked = A;
+    j.mpad = (M + GM_MR - 1) / GM_MR * GM_MR;
+    int64_t threads = pool ? (int64_t)pthreadpool_get_threads_count(pool) : 1;
+    int64_t mt = threads > 1 ? (4 * threads + j.nt - 1) / j.nt : 1;
+    int64_t strips = j.mpad / GM_MR;
+    if (mt > strips) mt = strips;
+    j.mc = (strips + mt - 1) / mt * GM_MR;
+  }
+  int64_t mt = (M + j.mc - 1) / j.mc;
   sf__parallel_for(pool, (size_t)(mt * j.nt), gm_task, &j);
+}
+
+int64_t sf__sgemm_packed_floats(int64_t M, int64_t K) {
+  return (M + GM_MR - 1) / GM_MR * GM_MR * K;
+}
+
+void sf__sgemm_pack_a(int64_t M, int64_t K, const float *A, int64_t rsa, int64_t csa, float *dst) {
+  gm_job j = {.M = M, .K = K, .A = A, .rsa = rsa, .csa = csa};
+  int64_t mpad = (M + GM_MR - 1) / GM_MR * GM_MR;
+  for (int64_t k0 = 0; k0 < K; k0 += GM_KC) {
+    int kc = (int)(K - k0 < GM_KC ? K - k0 : GM_KC);
+    gm_pack_a(&j, 0, M, k0, kc, dst + k0 * mpad);
+  }
 }
 
 /* ---- shared helpers ---------------------------------------------------------------------- */
