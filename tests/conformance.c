@@ -208,7 +208,7 @@ static int load_set(const char *dir, const char *prefix, sf_tensor *ts, char *ms
 }
 
 /* One test_data_set: returns R_PASS, R_FAIL or R_SKIP with msg. */
-static int run_set(runner *r, const sf_model *m, const char *sdir, char *msg, size_t msz) {
+static int run_set(runner *r, sf_model *m, const char *sdir, char *msg, size_t msz) {
   const sf_graph *g = m->g;
   sf_tensor in[MAX_FILES], out[MAX_FILES];
   sf_input_shape shapes[MAX_FILES];

@@ -805,7 +805,7 @@ static sf_graph *conv_concat_graph(void) {
 
 static void test_session_layouts(void **st) {
   (void)st;
-  sf_model m = {conv_concat_graph(), NULL};
+  sf_model m = {conv_concat_graph(), NULL, 0};
   float *res[2][2] = {{0}};
   int64_t cnt[2] = {0};
   for (int lay = 0; lay < 2; lay++) {

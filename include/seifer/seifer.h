@@ -131,6 +131,9 @@ typedef struct sf_session_opts {
                                           target, Slice bounds, Resize scales, Pad pads, ...)
                                           is frozen to its value; others are ignored */
   int no_fold;                         /* disable BatchNorm/activation folding (debug) */
+  int release_weights;                 /* free the model's weights once kernels have packed
+                                          them (halves peak memory); the model can then
+                                          create no further session */
   int layout;                          /* -1 auto: channels-last through convolutional trunks;
                                           0 plain NCHW everywhere (plain-C kernels);
                                           1 channels-last only inside convolution-like ops
@@ -138,7 +141,8 @@ typedef struct sf_session_opts {
 } sf_session_opts;
 
 sf_session_opts sf_session_opts_default(void);
-int sf_session_new(sf_session **out, const sf_model *m, const sf_session_opts *o, sf_err *err);
+/* Compile m for the options. The session borrows m's weights: free the session first. */
+int sf_session_new(sf_session **out, sf_model *m, const sf_session_opts *o, sf_err *err);
 void sf_session_free(sf_session *s);
 
 int sf_session_n_inputs(const sf_session *s);

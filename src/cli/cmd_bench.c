@@ -101,6 +101,7 @@ static int run(int argc, char **argv) {
   o.n_shapes = nsh;
   o.shapes = shapes;
   o.layout = layout;
+  o.release_weights = 1; /* one session per process: keep only the packed weights */
   sf_model *m = NULL;
   sf_session *s = NULL;
   sf_err err = {0};

@@ -124,6 +124,7 @@ static int run(int argc, char **argv) {
   o.values = arrays;
   o.layout = layout;
   o.no_fold = no_fuse;
+  o.release_weights = 1;
   if (sf_cli_open(path, &o, &m, &s)) goto out;
   for (int i = 0; i < sf_session_n_inputs(s); i++) {
     const sf_tensor *t = sf_session_input(s, i);

@@ -115,6 +115,7 @@ static int run(int argc, char **argv) {
   }
   sf_session_opts o = sf_session_opts_default();
   o.threads = 1;
+  o.release_weights = 1;
   o.n_shapes = nsh;
   o.shapes = shapes;
   if (sf_cli_open(path, &o, &m, &s)) return SF_EXIT_FAIL;

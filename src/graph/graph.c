@@ -526,7 +526,7 @@ static int clone_attr(sf_attr *d, const sf_attr *s) {
   return 0;
 }
 
-sf_graph *sf__graph_clone(const sf_graph *s) {
+static sf_graph *clone(const sf_graph *s, int share) {
   sf_graph *g = sf__graph_new();
   if (!g) return NULL;
   g->opset = s->opset;
@@ -550,7 +550,9 @@ sf_graph *sf__graph_clone(const sf_graph *s) {
       for (int k = 0; k < SF_MAX_RANK; k++)
         if (st->dim_params[k] && !(t->dim_params[k] = sf__strdup(st->dim_params[k]))) goto err;
     }
-    if (st->kind == SF_TK_CONST && st->t.data) {
+    if (st->kind == SF_TK_CONST && st->t.data && share) {
+      t->t.data = st->t.data;
+    } else if (st->kind == SF_TK_CONST && st->t.data) {
       int64_t nb = sf_tensor_nbytes(&st->t);
       if (nb < 0) goto err;
       /* slack: XNNPACK kernels may read SF_READ_SLACK bytes past the end of any input */
@@ -591,3 +593,6 @@ err:
   sf__graph_free(g);
   return NULL;
 }
+
+sf_graph *sf__graph_clone(const sf_graph *g) { return clone(g, 0); }
+sf_graph *sf__graph_clone_shared(const sf_graph *g) { return clone(g, 1); }

@@ -82,6 +82,8 @@ typedef struct sf_node {
   int fused_act;      /* activation fused into this node by the compiler (SF_ACT_*) */
   float act_min, act_max; /* clamp bounds of a fused activation */
   void *state;  /* kernel state created by op->prepare; released by the session, not graph_free */
+  uint32_t packed_inputs; /* set by prepare: bit j = constant input j was copied (e.g. packed
+                             into an XNNPACK operator) and its data is no longer read */
   int64_t flops;
 } sf_node;
 
@@ -107,6 +109,9 @@ sf_graph *sf__graph_new(void);
 void sf__graph_free(sf_graph *g);
 /* Deep copy (constants' data copied). */
 sf_graph *sf__graph_clone(const sf_graph *g);
+/* Copy whose constants borrow the data of g (owns_data = 0): cheap, but g must outlive it and
+ * nobody may write to constant data (passes that change a constant make a new tensor). */
+sf_graph *sf__graph_clone_shared(const sf_graph *g);
 
 /* Tensor by name: returns existing id, or creates an activation tensor with that name. */
 int sf__graph_tensor(sf_graph *g, const char *name);

@@ -10,8 +10,9 @@
 #include "graph/graph.h"
 
 struct sf_model {
-  sf_graph *g; /* as loaded: not compiled */
-  char *path;  /* may be NULL for buffers */
+  sf_graph *g;          /* as loaded: not compiled */
+  char *path;           /* may be NULL for buffers */
+  int weights_released; /* a session with release_weights freed packed weights */
 };
 
 /* Parse a serialized ModelProto into a new graph. base_dir resolves external data files

@@ -55,13 +55,79 @@ void sf_session_free(sf_session *s) {
   free(s);
 }
 
-int sf_session_new(sf_session **out, const sf_model *m, const sf_session_opts *o, sf_err *err) {
+/* Weight release (sf_session_opts.release_weights): a constant is freed as soon as nothing will
+ * read it again - at once if the compiled graph does not use it (e.g. a convolution's weights
+ * replaced by BatchNormalization-folded ones), or when the last of its consumers has packed it
+ * (node->packed_inputs). Borrowed data is freed in the model, which then refuses new sessions. */
+typedef struct releaser {
+  int *left; /* per tensor: consumers that still read it; -1 never release */
+} releaser;
+
+static void free_const(sf_session *s, sf_model *m, int id) {
+  sf_gtensor *t = &s->g->tensors[id];
+  if (t->kind != SF_TK_CONST || !t->t.data) return;
+  if (t->owns_data) {
+    free(t->t.data);
+  } else if (id < m->g->n_tensors && m->g->tensors[id].t.data == t->t.data &&
+             m->g->tensors[id].owns_data) {
+    free(m->g->tensors[id].t.data);
+    m->g->tensors[id].t.data = NULL;
+    m->g->tensors[id].owns_data = 0;
+    m->weights_released = 1;
+  } else {
+    return;
+  }
+  t->t.data = NULL;
+  t->owns_data = 0;
+}
+
+static int releaser_init(releaser *r, sf_session *s, sf_model *m) {
+  sf_graph *g = s->g;
+  r->left = sf__calloc((size_t)g->n_tensors, sizeof(int));
+  if (!r->left) return SF_ENOMEM;
+  for (int oi = 0; oi < g->n_order; oi++) {
+    const sf_node *n = &g->nodes[g->order[oi]];
+    for (int j = 0; j < n->n_in; j++)
+      if (n->in[j] >= 0) r->left[n->in[j]]++;
+  }
+  for (int i = 0; i < g->n_inputs; i++) r->left[g->inputs[i]] = -1;
+  for (int i = 0; i < g->n_outputs; i++) r->left[g->outputs[i]] = -1;
+  /* model constants the compiled graph no longer reads */
+  for (int i = 0; i < m->g->n_tensors && i < g->n_tensors; i++)
+    if (!r->left[i] && m->g->tensors[i].kind == SF_TK_CONST && m->g->tensors[i].owns_data) {
+      int is_io = 0;
+      for (int k = 0; k < m->g->n_inputs; k++) is_io |= m->g->inputs[k] == i;
+      for (int k = 0; k < m->g->n_outputs; k++) is_io |= m->g->outputs[k] == i;
+      if (!is_io) {
+        free(m->g->tensors[i].t.data);
+        m->g->tensors[i].t.data = NULL;
+        m->g->tensors[i].owns_data = 0;
+        if (g->tensors[i].kind == SF_TK_CONST && !g->tensors[i].owns_data) g->tensors[i].t.data = NULL;
+        m->weights_released = 1;
+      }
+    }
+  return 0;
+}
+
+/* After node n's prepare: release constants whose last reader has packed them. */
+static void releaser_after(releaser *r, sf_session *s, sf_model *m, const sf_node *n) {
+  for (int j = 0; j < n->n_in && j < 32; j++) {
+    int id = n->in[j];
+    if (id < 0 || !(n->packed_inputs >> j & 1u) || r->left[id] <= 0) continue;
+    if (--r->left[id] == 0) free_const(s, m, id);
+  }
+}
+
+int sf_session_new(sf_session **out, sf_model *m, const sf_session_opts *o, sf_err *err) {
   sf_session_opts def = sf_session_opts_default();
   if (!o) o = &def;
   *out = NULL;
   int rc = sf__xnn_init(err);
   if (rc) return rc;
   if (!m || !m->g) return sf__errf(err, SF_EINVAL, "no model");
+  if (m->weights_released)
+    return sf__errf(err, SF_EINVAL,
+                    "the model's weights were released by an earlier session (release_weights)");
   if (o->threads < 0 || o->threads > 1024)
     return sf__errf(err, SF_EINVAL, "thread count %d out of range (0 = all cores)", o->threads);
   sf_session *s = sf__calloc(1, sizeof *s);
@@ -81,7 +147,7 @@ int sf_session_new(sf_session **out, const sf_model *m, const sf_session_opts *o
     const sf_attr *a = strcmp(n->op_type, "Constant") ? NULL : sf__attr(n, "value");
     if (a && a->tensor && a->tensor->dtype == SF_F32) s->params += sf_tensor_numel(a->tensor);
   }
-  if (!(s->g = sf__graph_clone(m->g))) {
+  if (!(s->g = sf__graph_clone_shared(m->g))) {
     rc = sf__errf(err, SF_ENOMEM, "out of memory copying the model");
     goto fail;
   }
@@ -119,6 +185,11 @@ int sf_session_new(sf_session **out, const sf_model *m, const sf_session_opts *o
     }
   }
   free(seen);
+  releaser rel = {0};
+  if (o->release_weights && releaser_init(&rel, s, m)) {
+    rc = sf__errf(err, SF_ENOMEM, "out of memory");
+    goto fail;
+  }
   for (int oi = 0; oi < g->n_order; oi++) {
     sf_node *n = &g->nodes[g->order[oi]];
     if (n->dead) continue;
@@ -127,9 +198,12 @@ int sf_session_new(sf_session **out, const sf_model *m, const sf_session_opts *o
     sf_kctx k = {.g = g, .node = n, .pool = s->pool, .err = err};
     if ((rc = n->op->prepare(&k))) {
       if (err && !err->msg[0]) sf__op_err(&k, rc, "kernel preparation failed");
+      free(rel.left);
       goto fail;
     }
+    if (rel.left) releaser_after(&rel, s, m, n);
   }
+  free(rel.left);
   *out = s;
   return 0;
 fail:

@@ -5,6 +5,13 @@
 #include <stdarg.h>
 #include <string.h>
 
+/* No fused multiply-add: the weights must not depend on the compiler or the CPU's FMA. */
+#if defined(__clang__)
+#pragma STDC FP_CONTRACT OFF
+#elif defined(__GNUC__)
+#pragma GCC optimize("fp-contract=off")
+#endif
+
 /* ---- errors, random numbers, bookkeeping ------------------------------------------------- */
 
 static int fail(sf_zb *b, int code, const char *fmt, const char *arg) {

@@ -15,8 +15,11 @@
 
 #include "zoo/builder.h"
 
-#ifdef __clang__
-#pragma STDC FP_CONTRACT OFF /* GCC: off in ISO C mode (-std=c11), which the build uses */
+/* No fused multiply-add: the weights must not depend on the compiler or the CPU's FMA. */
+#if defined(__clang__)
+#pragma STDC FP_CONTRACT OFF
+#elif defined(__GNUC__)
+#pragma GCC optimize("fp-contract=off")
 #endif
 
 typedef struct val {

@@ -374,6 +374,7 @@ static int xnn_prepare(sf_kctx *k, conv_state *s) {
     return 0; /* C path */
   }
   s->op = op;
+  k->node->packed_inputs |= (1u << 1) | (1u << 2); /* W and B live in the XNNPACK operator */
   return 0;
 }
 

@@ -442,6 +442,7 @@ static int gemm_prepare(sf_kctx *k) {
     xnn_delete_operator(s->op);
     s->op = NULL;
   }
+  if (s->op) n->packed_inputs |= (1u << 1) | (as_bias && !s->post ? 1u << 2 : 0); /* B (and C) */
   return 0;
 }
 
@@ -580,6 +581,7 @@ static int matmul_prepare(sf_kctx *k) {
     xnn_delete_operator(s->op);
     s->op = NULL;
   }
+  if (s->op) n->packed_inputs |= 1u << 1; /* B lives in the XNNPACK operator */
   return 0;
 }
 
