@@ -17,6 +17,8 @@ build: deps
 
 test: build test-asan
 	@cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
+	@grep -h "^conformance: " $(BUILD)/Testing/Temporary/LastTest.log | sed 's/^/release build: /'
+	@grep -h "^conformance: " $(ASAN_BUILD)/Testing/Temporary/LastTest.log | sed 's/^/ASan+UBSan build: /'
 
 # Unit, conformance and CLI tests again under AddressSanitizer + UndefinedBehaviorSanitizer.
 test-asan: deps

@@ -83,5 +83,5 @@ static int run(int argc, char **argv) {
   return SF_EXIT_OK;
 }
 
-const sf_cmd sf_cmd_zoo = {"zoo", "write a reference CNN (ResNet50, MobileNetV2, ...) as ONNX",
-                           run, usage};
+const sf_cmd sf_cmd_zoo = {"zoo", "write a reference CNN (ResNet50, MobileNetV2, ...) as ONNX", run,
+                           usage};

@@ -30,7 +30,9 @@ static uint64_t splitmix64(uint64_t *x) {
   return z ^ (z >> 31);
 }
 
-static inline uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
+static inline uint64_t rotl(uint64_t x, int k) {
+  return (x << k) | (x >> (64 - k));
+}
 
 /* xoshiro256** */
 static inline uint64_t next_u64(sf_zb *b) {
@@ -95,7 +97,9 @@ static int add_node(sf_zb *b, const char *op, int n_in, const int *in, int out) 
   return ni < 0 ? NOMEM(b) : ni;
 }
 
-static sf_node *node_at(sf_zb *b, int ni) { return &b->g->nodes[ni]; }
+static sf_node *node_at(sf_zb *b, int ni) {
+  return &b->g->nodes[ni];
+}
 
 static int set_ints(sf_zb *b, int ni, const char *attr, const int64_t *v, int n) {
   return sf__node_set_ints(node_at(b, ni), attr, v, n) ? NOMEM(b) : 0;
@@ -224,8 +228,12 @@ const char *sf__zb_name(sf_zb *b, const char *fmt, ...) {
 
 /* ---- padding ----------------------------------------------------------------------------- */
 
-sf_zb_pad sf__zb_pads(int t, int l, int bt, int r) { return (sf_zb_pad){t, l, bt, r}; }
-sf_zb_pad sf__zb_sym(int p) { return (sf_zb_pad){p, p, p, p}; }
+sf_zb_pad sf__zb_pads(int t, int l, int bt, int r) {
+  return (sf_zb_pad){t, l, bt, r};
+}
+sf_zb_pad sf__zb_sym(int p) {
+  return (sf_zb_pad){p, p, p, p};
+}
 
 /* TensorFlow SAME: output ceil(in / s), the odd pixel of padding at the end. */
 static void tf_same(int64_t in, int k, int s, int *before, int *after) {
@@ -333,7 +341,8 @@ int sf__zb_conv(sf_zb *b, int x, const char *name, int oc, int kh, int kw, int s
     return fail(b, SF_EINTERNAL, "zoo: bad convolution '%s'", name);
   int64_t oh = out_dim(xi.d[2], kh, stride, pad.t, pad.b);
   int64_t ow = out_dim(xi.d[3], kw, stride, pad.l, pad.r);
-  if (oh < 1 || ow < 1) return fail(b, SF_EINTERNAL, "zoo: convolution '%s' has empty output", name);
+  if (oh < 1 || ow < 1)
+    return fail(b, SF_EINTERNAL, "zoo: convolution '%s' has empty output", name);
   int y = new_tensor(b, name, "conv");
   if (y < 0) return -1;
   const char *ln = b->g->tensors[y].t.name;
@@ -389,7 +398,9 @@ static int unary(sf_zb *b, int x, const char *op, const char *name, const char *
   return y;
 }
 
-int sf__zb_relu(sf_zb *b, int x, const char *name) { return unary(b, x, "Relu", name, "relu"); }
+int sf__zb_relu(sf_zb *b, int x, const char *name) {
+  return unary(b, x, "Relu", name, "relu");
+}
 
 int sf__zb_sigmoid(sf_zb *b, int x, const char *name) {
   return unary(b, x, "Sigmoid", name, "sigmoid");
@@ -445,7 +456,8 @@ static int binary(sf_zb *b, int x, int z, const char *op, const char *name, cons
 int sf__zb_add(sf_zb *b, int x, int z, const char *name) {
   if (b->rc) return -1;
   if (x >= 0 && z >= 0 &&
-      (b->info[x].rank != b->info[z].rank || memcmp(b->info[x].d, b->info[z].d, sizeof b->info[x].d)))
+      (b->info[x].rank != b->info[z].rank ||
+       memcmp(b->info[x].d, b->info[z].d, sizeof b->info[x].d)))
     return fail(b, SF_EINTERNAL, "zoo: Add '%s' of different shapes", name);
   return binary(b, x, z, "Add", name, "add");
 }

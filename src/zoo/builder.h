@@ -34,7 +34,7 @@
 #include "graph/graph.h"
 
 typedef struct sf_zb_info {
-  int rank;       /* 4 (N,C,H,W) or 2 (N,C) */
+  int rank; /* 4 (N,C,H,W) or 2 (N,C) */
   int64_t d[4];
 } sf_zb_info;
 
@@ -46,18 +46,18 @@ typedef struct sf_zb_cache {
 typedef struct sf_zb {
   sf_graph *g;
   sf_err *err;
-  int rc;                 /* first error, sticky */
+  int rc; /* first error, sticky */
   uint64_t seed;
-  uint64_t s[4];          /* xoshiro256** state */
-  float *buf;             /* scratch for weights */
+  uint64_t s[4]; /* xoshiro256** state */
+  float *buf;    /* scratch for weights */
   size_t cap;
-  sf_zb_info *info;          /* per tensor id */
+  sf_zb_info *info; /* per tensor id */
   int cap_info;
   sf_zb_cache *hyper, *ones; /* shared non-trainable constants */
   int n_hyper, n_ones, cap_hyper, cap_ones;
-  int input;              /* graph input id */
-  double in_lo, in_hi;    /* calibration input range */
-  char names[4][256];     /* sf__zb_name ring */
+  int input;           /* graph input id */
+  double in_lo, in_hi; /* calibration input range */
+  char names[4][256];  /* sf__zb_name ring */
   int name_i;
 } sf_zb;
 
@@ -85,8 +85,8 @@ sf_zb_pad sf__zb_correct_pad(sf_zb *b, int x, int k);
 #define SF_ZB_VALID sf__zb_pads(0, 0, 0, 0)
 
 /* Conv2D: oc filters, kernel kh x kw, stride, pads, groups (in_c for depthwise), bias. */
-int sf__zb_conv(sf_zb *b, int x, const char *name, int oc, int kh, int kw, int stride, sf_zb_pad pad,
-            int groups, int bias);
+int sf__zb_conv(sf_zb *b, int x, const char *name, int oc, int kh, int kw, int stride,
+                sf_zb_pad pad, int groups, int bias);
 /* BatchNormalization (inference): gamma (unless !scale), beta, moving mean / variance. */
 int sf__zb_bn(sf_zb *b, int x, const char *name, float eps, int scale);
 
@@ -97,15 +97,17 @@ int sf__zb_swish(sf_zb *b, int x, const char *name);     /* x * Sigmoid(x) */
 int sf__zb_hardswish(sf_zb *b, int x, const char *name); /* x * HardSigmoid(x; 1/6, 1/2) */
 
 int sf__zb_add(sf_zb *b, int x, int y, const char *name);
-int sf__zb_mul(sf_zb *b, int x, int y, const char *name); /* broadcasting (SE: [1,C,1,1]) */
+int sf__zb_mul(sf_zb *b, int x, int y, const char *name);      /* broadcasting (SE: [1,C,1,1]) */
 int sf__zb_scale(sf_zb *b, int x, double s, const char *name); /* x * s */
 int sf__zb_concat(sf_zb *b, int n, const int *xs, const char *name); /* channel axis */
 
 int sf__zb_maxpool(sf_zb *b, int x, const char *name, int k, int stride, sf_zb_pad pad);
-int sf__zb_avgpool(sf_zb *b, int x, const char *name, int k, int stride, sf_zb_pad pad); /* pads excluded */
-int sf__zb_gap(sf_zb *b, int x, const char *name);      /* [1,C,H,W] -> [1,C,1,1] */
-int sf__zb_flatten(sf_zb *b, int x, const char *name);  /* -> [1, C*H*W] */
-int sf__zb_dense(sf_zb *b, int x, const char *name, int units, int bias); /* Gemm, kernel [in,out] */
+int sf__zb_avgpool(sf_zb *b, int x, const char *name, int k, int stride,
+                   sf_zb_pad pad);                     /* pads excluded */
+int sf__zb_gap(sf_zb *b, int x, const char *name);     /* [1,C,H,W] -> [1,C,1,1] */
+int sf__zb_flatten(sf_zb *b, int x, const char *name); /* -> [1, C*H*W] */
+int sf__zb_dense(sf_zb *b, int x, const char *name, int units,
+                 int bias); /* Gemm, kernel [in,out] */
 int sf__zb_softmax(sf_zb *b, int x, const char *name);
 /* Keras Normalization: (x - mean) / Sqrt(var), mean and var constants broadcasting to x. */
 int sf__zb_norm(sf_zb *b, int x, int mean, int var, const char *name);
@@ -121,7 +123,11 @@ const char *sf__zb_name(sf_zb *b, const char *fmt, ...) __attribute__((format(pr
 /* The calibration pass (calib.c), run by sf__zb_finish. */
 int sf__zb_calibrate(sf_zb *b);
 
-static inline int sf__zb_channels(const sf_zb *b, int x) { return x >= 0 ? (int)b->info[x].d[1] : 0; }
-static inline int64_t sf__zb_dim(const sf_zb *b, int x, int i) { return x >= 0 ? b->info[x].d[i] : 0; }
+static inline int sf__zb_channels(const sf_zb *b, int x) {
+  return x >= 0 ? (int)b->info[x].d[1] : 0;
+}
+static inline int64_t sf__zb_dim(const sf_zb *b, int x, int i) {
+  return x >= 0 ? b->info[x].d[i] : 0;
+}
 
 #endif

@@ -43,8 +43,8 @@ static int64_t numel(const val *x) {
 
 static int bad(ev *e, const sf_node *n, const char *why) {
   e->b->rc = SF_EINTERNAL;
-  return sf__errf(e->b->err, SF_EINTERNAL, "zoo calibration: %s node '%s': %s", n->op_type,
-                  n->name, why);
+  return sf__errf(e->b->err, SF_EINTERNAL, "zoo calibration: %s node '%s': %s", n->op_type, n->name,
+                  why);
 }
 
 /* exp(x) from exact operations: Cody-Waite reduction by ln 2, Taylor series, ldexp. */
@@ -125,7 +125,9 @@ static inline v4f ld4(const float *p) {
   memcpy(&v, p, sizeof v);
   return v;
 }
-static inline void st4(float *p, v4f v) { memcpy(p, &v, sizeof v); }
+static inline void st4(float *p, v4f v) {
+  memcpy(p, &v, sizeof v);
+}
 
 /* y[o][p] = bias[o] + sum_k w[o][k] * col[k][p] for o < no, in order of k; P tiled so that the
  * outputs stay in cache, 4 outputs per pass over col, 4 lanes (elementwise: the order of the

@@ -29,15 +29,17 @@ static int round_filters(int filters, double width) {
   return nf;
 }
 
-static int round_repeats(int repeats, double depth) { return (int)ceil(depth * repeats); }
+static int round_repeats(int repeats, double depth) {
+  return (int)ceil(depth * repeats);
+}
 
 /* keras efficientnet.block (id_skip True) */
 static int block(sf_zb *b, int inputs, const char *name, int filters_in, int filters_out,
                  int kernel_size, int strides, int expand_ratio, double se_ratio) {
   int filters = filters_in * expand_ratio, x = inputs;
   if (expand_ratio != 1) {
-    x = sf__zb_conv(b, x, sf__zb_name(b, "%sexpand_conv", name), filters, 1, 1, 1, SF_ZB_VALID,
-                    1, 0);
+    x = sf__zb_conv(b, x, sf__zb_name(b, "%sexpand_conv", name), filters, 1, 1, 1, SF_ZB_VALID, 1,
+                    0);
     x = sf__zb_bn(b, x, sf__zb_name(b, "%sexpand_bn", name), EPS, 1);
     x = sf__zb_swish(b, x, sf__zb_name(b, "%sexpand_activation", name));
   }
@@ -52,11 +54,11 @@ static int block(sf_zb *b, int inputs, const char *name, int filters_in, int fil
     if (filters_se < 1) filters_se = 1;
     /* GlobalAveragePooling2D + Reshape(1,1,C) = GlobalAveragePool keeping [1,C,1,1] */
     int se = sf__zb_gap(b, x, sf__zb_name(b, "%sse_squeeze", name));
-    se = sf__zb_conv(b, se, sf__zb_name(b, "%sse_reduce", name), filters_se, 1, 1, 1,
-                     SF_ZB_VALID, 1, 1);
-    se = sf__zb_swish(b, se, sf__zb_name(b, "%sse_reduce_activation", name));
-    se = sf__zb_conv(b, se, sf__zb_name(b, "%sse_expand", name), filters, 1, 1, 1, SF_ZB_VALID,
+    se = sf__zb_conv(b, se, sf__zb_name(b, "%sse_reduce", name), filters_se, 1, 1, 1, SF_ZB_VALID,
                      1, 1);
+    se = sf__zb_swish(b, se, sf__zb_name(b, "%sse_reduce_activation", name));
+    se = sf__zb_conv(b, se, sf__zb_name(b, "%sse_expand", name), filters, 1, 1, 1, SF_ZB_VALID, 1,
+                     1);
     se = sf__zb_sigmoid(b, se, sf__zb_name(b, "%sse_expand_activation", name));
     x = sf__zb_mul(b, x, se, sf__zb_name(b, "%sse_excite", name));
   }
@@ -80,8 +82,8 @@ static int efficientnet(sf_zb *b, double width, double depth, int size) {
   int m = sf__zb_const(b, "normalization/mean", 4, d, mean);
   int v = sf__zb_const(b, "normalization/variance", 4, d, var);
   x = sf__zb_norm(b, x, m, v, "normalization");
-  x = sf__zb_conv(b, x, "stem_conv", round_filters(32, width), 3, 3, 2,
-                  sf__zb_correct_pad(b, x, 3), 1, 0);
+  x = sf__zb_conv(b, x, "stem_conv", round_filters(32, width), 3, 3, 2, sf__zb_correct_pad(b, x, 3),
+                  1, 0);
   x = sf__zb_bn(b, x, "stem_bn", EPS, 1);
   x = sf__zb_swish(b, x, "stem_activation");
   for (int i = 0; i < 7; i++) {
@@ -96,8 +98,8 @@ static int efficientnet(sf_zb *b, double width, double depth, int size) {
       }
       char name[32];
       snprintf(name, sizeof name, "block%d%c_", i + 1, 'a' + j);
-      x = block(b, x, name, a.filters_in, a.filters_out, a.kernel_size, a.strides,
-                a.expand_ratio, a.se_ratio);
+      x = block(b, x, name, a.filters_in, a.filters_out, a.kernel_size, a.strides, a.expand_ratio,
+                a.se_ratio);
     }
   }
   x = sf__zb_conv(b, x, "top_conv", round_filters(1280, width), 1, 1, 1, SF_ZB_VALID, 1, 0);
@@ -109,4 +111,6 @@ static int efficientnet(sf_zb *b, double width, double depth, int size) {
   return sf__zb_softmax(b, x, "predictions_softmax");
 }
 
-int sf__zoo_build_efficientnetb1(sf_zb *b) { return efficientnet(b, 1.0, 1.1, 240); }
+int sf__zoo_build_efficientnetb1(sf_zb *b) {
+  return efficientnet(b, 1.0, 1.1, 240);
+}

@@ -12,8 +12,8 @@ typedef struct irv2 {
 } irv2;
 
 /* keras inception_resnet_v2.conv2d_bn: padding 1 = 'same', 0 = 'valid' */
-static int conv2d_bn(irv2 *m, int x, int filters, int kh, int kw, int strides, int same,
-                     int relu, int use_bias, const char *name) {
+static int conv2d_bn(irv2 *m, int x, int filters, int kh, int kw, int strides, int same, int relu,
+                     int use_bias, const char *name) {
   sf_zb *b = m->b;
   char cn[64];
   if (name)
@@ -54,8 +54,8 @@ static int ir_block(irv2 *m, int x, double scale, int type, int idx, int activat
   char bn[32];
   snprintf(bn, sizeof bn, "%s_%d", tn, idx);
   int mixed = sf__zb_concat(b, n, br, sf__zb_name(b, "%s_mixed", bn));
-  int up = conv2d_bn(m, mixed, sf__zb_channels(b, x), 1, 1, 1, 1, 0, 1,
-                     sf__zb_name(b, "%s_conv", bn));
+  int up =
+      conv2d_bn(m, mixed, sf__zb_channels(b, x), 1, 1, 1, 1, 0, 1, sf__zb_name(b, "%s_conv", bn));
   /* Lambda: inputs[0] + inputs[1] * scale (a multiply by 1.0 is left out) */
   if (scale != 1.0) up = sf__zb_scale(b, up, scale, sf__zb_name(b, "%s_scale", bn));
   x = sf__zb_add(b, x, up, bn);
@@ -82,8 +82,8 @@ int sf__zoo_build_inceptionresnetv2(sf_zb *b) {
   br[1] = CBN(CBN(x, 48, 1, 1), 64, 5, 5);
   br[2] = CBN(CBN(CBN(x, 64, 1, 1), 96, 3, 3), 96, 3, 3);
   /* AveragePooling2D(3, 1, 'same'): TensorFlow excludes the padding from the average */
-  br[3] = CBN(sf__zb_avgpool(b, x, "average_pooling2d", 3, 1, sf__zb_same(b, x, 3, 3, 1)), 64,
-              1, 1);
+  br[3] =
+      CBN(sf__zb_avgpool(b, x, "average_pooling2d", 3, 1, sf__zb_same(b, x, 3, 3, 1)), 64, 1, 1);
   x = sf__zb_concat(b, 4, br, "mixed_5b");
 
   for (int i = 1; i <= 10; i++) x = ir_block(m, x, 0.17, 35, i, 1);

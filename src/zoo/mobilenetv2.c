@@ -42,13 +42,12 @@ static int inverted_res_block(sf_zb *b, int inputs, int expansion, int stride, i
 int sf__zoo_build_mobilenetv2(sf_zb *b) {
   static const struct {
     int filters, stride, expansion;
-  } blocks[17] = {{16, 1, 1},  {24, 2, 6},  {24, 1, 6},  {32, 2, 6},  {32, 1, 6},  {32, 1, 6},
-                  {64, 2, 6},  {64, 1, 6},  {64, 1, 6},  {64, 1, 6},  {96, 1, 6},  {96, 1, 6},
-                  {96, 1, 6},  {160, 2, 6}, {160, 1, 6}, {160, 1, 6}, {320, 1, 6}};
+  } blocks[17] = {{16, 1, 1}, {24, 2, 6},  {24, 1, 6},  {32, 2, 6},  {32, 1, 6}, {32, 1, 6},
+                  {64, 2, 6}, {64, 1, 6},  {64, 1, 6},  {64, 1, 6},  {96, 1, 6}, {96, 1, 6},
+                  {96, 1, 6}, {160, 2, 6}, {160, 1, 6}, {160, 1, 6}, {320, 1, 6}};
   /* 'tf' preprocessing: pixels scaled to [-1, 1] */
   int x = sf__zb_input(b, "input_1", 3, 224, 224, -1.0, 1.0);
-  x = sf__zb_conv(b, x, "Conv1", make_divisible(32, 8), 3, 3, 2, sf__zb_same(b, x, 3, 3, 2), 1,
-                  0);
+  x = sf__zb_conv(b, x, "Conv1", make_divisible(32, 8), 3, 3, 2, sf__zb_same(b, x, 3, 3, 2), 1, 0);
   x = sf__zb_bn(b, x, "bn_Conv1", EPS, 1);
   x = sf__zb_relu6(b, x, "Conv1_relu");
   for (int i = 0; i < 17; i++)

@@ -20,8 +20,7 @@ static int block1(sf_zb *b, int x, int filters, int stride, int conv_shortcut, c
                   sf__zb_same(b, x, 3, 3, 1), 1, 1);
   x = sf__zb_bn(b, x, sf__zb_name(b, "%s_2_bn", name), EPS, 1);
   x = sf__zb_relu(b, x, sf__zb_name(b, "%s_2_relu", name));
-  x = sf__zb_conv(b, x, sf__zb_name(b, "%s_3_conv", name), 4 * filters, 1, 1, 1, SF_ZB_VALID, 1,
-                  1);
+  x = sf__zb_conv(b, x, sf__zb_name(b, "%s_3_conv", name), 4 * filters, 1, 1, 1, SF_ZB_VALID, 1, 1);
   x = sf__zb_bn(b, x, sf__zb_name(b, "%s_3_bn", name), EPS, 1);
   x = sf__zb_add(b, sc, x, sf__zb_name(b, "%s_add", name));
   return sf__zb_relu(b, x, sf__zb_name(b, "%s_out", name));

@@ -15,16 +15,16 @@ static int conv_bn_relu(sf_zb *b, int x, const char *name, int oc, int k, int st
 /* tiny-cnn: conv-bn-relu stem, a residual block, max pool, conv with bias + relu, head. */
 int sf__zoo_build_tiny_cnn(sf_zb *b) {
   int x = sf__zb_input(b, "input", 3, 32, 32, -1.0, 1.0);
-  x = conv_bn_relu(b, x, "conv1", 16, 3, 1);                    /* 16 x 32 x 32 */
-  x = conv_bn_relu(b, x, "conv2", 32, 3, 2);                    /* 32 x 16 x 16 */
+  x = conv_bn_relu(b, x, "conv1", 16, 3, 1); /* 16 x 32 x 32 */
+  x = conv_bn_relu(b, x, "conv2", 32, 3, 2); /* 32 x 16 x 16 */
   int r = conv_bn_relu(b, x, "res_a", 32, 3, 1);
   r = sf__zb_conv(b, r, "res_b", 32, 3, 3, 1, sf__zb_same(b, r, 3, 3, 1), 1, 0);
   r = sf__zb_bn(b, r, "res_b_bn", EPS, 1);
   x = sf__zb_add(b, x, r, "res_add");
   x = sf__zb_relu(b, x, "res_relu");
-  x = sf__zb_maxpool(b, x, "pool", 2, 2, SF_ZB_VALID);          /* 32 x 8 x 8 */
+  x = sf__zb_maxpool(b, x, "pool", 2, 2, SF_ZB_VALID); /* 32 x 8 x 8 */
   x = sf__zb_conv(b, x, "conv3", 64, 3, 3, 1, sf__zb_same(b, x, 3, 3, 1), 1, 1);
-  x = sf__zb_relu(b, x, "conv3_relu");                          /* 64 x 8 x 8 */
+  x = sf__zb_relu(b, x, "conv3_relu"); /* 64 x 8 x 8 */
   x = sf__zb_gap(b, x, "gap");
   x = sf__zb_flatten(b, x, "flatten");
   x = sf__zb_dense(b, x, "dense", 10, 1);

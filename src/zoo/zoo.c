@@ -21,8 +21,8 @@ static const zoo_model MODELS[] = {
     {{"mobilenetv2", "Keras MobileNetV2 (alpha 1.0)", 3, 224, 224, 1000, 3538984, 3538984,
       "pixels scaled to [-1, 1]"},
      sf__zoo_build_mobilenetv2},
-    {{"efficientnetb1", "Keras EfficientNetB1 (with its Rescaling and Normalization)", 3, 240,
-      240, 1000, 7856238, 7856239, "pixels in [0, 255]"},
+    {{"efficientnetb1", "Keras EfficientNetB1 (with its Rescaling and Normalization)", 3, 240, 240,
+      1000, 7856238, 7856239, "pixels in [0, 255]"},
      sf__zoo_build_efficientnetb1},
     {{"inceptionresnetv2", "Keras InceptionResNetV2", 3, 299, 299, 1000, 55873736, 55873736,
       "pixels scaled to [-1, 1]"},
@@ -37,9 +37,13 @@ static const zoo_model MODELS[] = {
 
 #define N_MODELS ((int)(sizeof MODELS / sizeof MODELS[0]))
 
-int sf__zoo_count(void) { return N_MODELS; }
+int sf__zoo_count(void) {
+  return N_MODELS;
+}
 
-const sf_zoo_entry *sf__zoo_get(int i) { return i >= 0 && i < N_MODELS ? &MODELS[i].e : NULL; }
+const sf_zoo_entry *sf__zoo_get(int i) {
+  return i >= 0 && i < N_MODELS ? &MODELS[i].e : NULL;
+}
 
 static const zoo_model *find(const char *name) {
   for (int i = 0; name && i < N_MODELS; i++)
@@ -84,8 +88,7 @@ int sf__zoo_serialize(const char *name, uint64_t seed, void **buf, size_t *len, 
   return rc;
 }
 
-int sf__zoo_write(const char *name, uint64_t seed, const char *path, int64_t *params,
-                  sf_err *err) {
+int sf__zoo_write(const char *name, uint64_t seed, const char *path, int64_t *params, sf_err *err) {
   sf_graph *g = NULL;
   void *buf = NULL;
   size_t len = 0;

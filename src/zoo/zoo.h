@@ -12,12 +12,12 @@
 #include "graph/graph.h"
 
 typedef struct sf_zoo_entry {
-  const char *name;     /* "resnet50", ... */
-  const char *title;    /* what it reproduces */
-  int c, h, w;          /* input [1,c,h,w] */
-  int classes;          /* output [1,classes] */
-  int64_t params;       /* float parameters of the generated model (initializer elements) */
-  int64_t keras_params; /* Keras count_params() of the reference model; 0 if none */
+  const char *name;        /* "resnet50", ... */
+  const char *title;       /* what it reproduces */
+  int c, h, w;             /* input [1,c,h,w] */
+  int classes;             /* output [1,classes] */
+  int64_t params;          /* float parameters of the generated model (initializer elements) */
+  int64_t keras_params;    /* Keras count_params() of the reference model; 0 if none */
   const char *input_range; /* the inputs the weights are calibrated for */
 } sf_zoo_entry;
 
@@ -34,7 +34,6 @@ int64_t sf__zoo_params(const sf_graph *g);
 /* Build and serialize to a ModelProto (*buf malloc'ed). */
 int sf__zoo_serialize(const char *name, uint64_t seed, void **buf, size_t *len, sf_err *err);
 /* Build, serialize and write to path. *params (may be NULL) receives the parameter count. */
-int sf__zoo_write(const char *name, uint64_t seed, const char *path, int64_t *params,
-                  sf_err *err);
+int sf__zoo_write(const char *name, uint64_t seed, const char *path, int64_t *params, sf_err *err);
 
 #endif

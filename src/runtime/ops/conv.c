@@ -18,16 +18,8 @@
 #include <xnnpack.h>
 
 #include "runtime/op.h"
+#include "runtime/ops/sgemm.h"
 
-/* The GEMM engine of ops/gemm.c (keep identical to the definition there). */
-typedef void (*sf_packb_fn)(const void *ctx, int64_t k0, int kc, int64_t j0, int nc, float *dst,
-                            int ldd);
-void sf__sgemm(int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t rsa,
-               int64_t csa, const float *B, int64_t rsb, int64_t csb, sf_packb_fn pack_b,
-               const void *pack_ctx, float beta, float *C, int64_t rsc, int64_t csc,
-               const float *bias_row, float lo, float hi, pthreadpool_t pool);
-int64_t sf__sgemm_packed_floats(int64_t M, int64_t K);
-void sf__sgemm_pack_a(int64_t M, int64_t K, const float *A, int64_t rsa, int64_t csa, float *dst);
 
 #define CV_MAXSP 3
 #define CV_COLBUF ((int64_t)1 << 20) /* ConvTranspose column buffer budget (floats) */

@@ -26,6 +26,7 @@
 #endif
 
 #include "runtime/op.h"
+#include "runtime/ops/sgemm.h"
 
 /* ---- GEMM engine ------------------------------------------------------------------------- */
 
@@ -37,20 +38,8 @@
 
 typedef float gm_v4 __attribute__((vector_size(16)));
 
-/* Packs B(k, j) for k in [k0, k0+kc), j in [j0, j0+nc) into dst[(k-k0)*ldd + (j-j0)]. */
-typedef void (*sf_packb_fn)(const void *ctx, int64_t k0, int kc, int64_t j0, int nc, float *dst,
-                            int ldd);
-
-/* The engine; declared again in ops/conv.c (keep the prototypes identical).
- * rsa == csa == 0: A was pre-packed by sf__sgemm_pack_a (weights packed once in prepare; the
- * tasks then span many rows, so each B panel is packed fewer times). */
-void sf__sgemm(int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t rsa,
-               int64_t csa, const float *B, int64_t rsb, int64_t csb, sf_packb_fn pack_b,
-               const void *pack_ctx, float beta, float *C, int64_t rsc, int64_t csc,
-               const float *bias_row, float lo, float hi, pthreadpool_t pool);
-/* Floats of a packed M x K matrix, and the packing itself (A(i,k) = A[i*rsa + k*csa]). */
-int64_t sf__sgemm_packed_floats(int64_t M, int64_t K);
-void sf__sgemm_pack_a(int64_t M, int64_t K, const float *A, int64_t rsa, int64_t csa, float *dst);
+/* Engine declared in ops/sgemm.h. Pre-packed A (rsa == csa == 0): the tasks then span many
+ * rows, so each B panel is packed fewer times. */
 
 typedef struct gm_job {
   int64_t M, N, K;
