@@ -164,6 +164,16 @@ typedef struct sf_session_stats {
 } sf_session_stats;
 void sf_session_get_stats(const sf_session *s, sf_session_stats *st);
 
+/* Per-node profile: when enabled, every run adds each node's wall time to its entry. */
+typedef struct sf_node_profile {
+  const char *name, *op_type;
+  double seconds; /* accumulated over runs */
+  int64_t flops;  /* per run */
+} sf_node_profile;
+void sf_session_set_profiling(sf_session *s, int on);
+/* Entries in execution order; valid for the session's lifetime. */
+int sf_session_profile(const sf_session *s, const sf_node_profile **entries);
+
 #ifdef __cplusplus
 }
 #endif

@@ -9,12 +9,13 @@
 static void usage(void) {
   printf(
       "usage: seifer bench MODEL [--threads N] [--iters N] [--warmup N] [--input-shape NAME=DIMS]\n"
-      "                    [--layout auto|conv-only|nchw] [--json]\n"
+      "                    [--layout auto|conv-only|nchw] [--profile] [--json]\n"
       "Runs the model at batch 1 on deterministic pseudo-random inputs after warm-up and reports\n"
       "latency p50/p99, throughput (inferences/s), model load time (file to first inference) and\n"
       "peak RSS. Defaults: --threads 0 (all cores), --iters 30, --warmup 3.\n"
       "--layout compares layouts: auto (channels-last through convolutional trunks), conv-only\n"
-      "(a transpose pair around each convolution), nchw (plain-C kernels, no XNNPACK layout).\n");
+      "(a transpose pair around each convolution), nchw (plain-C kernels, no XNNPACK layout).\n"
+      "--profile prints the time per operator type and the slowest nodes (on stderr).\n");
 }
 
 static int cmp_double(const void *a, const void *b) {
@@ -45,15 +46,74 @@ static void fill(sf_tensor *t, uint64_t seed) {
   }
 }
 
+typedef struct prof_row {
+  const char *op;
+  int count;
+  double seconds;
+  int64_t flops;
+} prof_row;
+
+static int cmp_prof(const void *a, const void *b) {
+  const prof_row *x = a, *y = b;
+  return x->seconds < y->seconds ? 1 : x->seconds > y->seconds ? -1 : 0;
+}
+
+/* Time per operator type, and the slowest nodes. */
+static void print_profile(const sf_session *s, long iters) {
+  const sf_node_profile *p;
+  int n = sf_session_profile(s, &p);
+  prof_row *rows = sf__calloc((size_t)n + 1, sizeof *rows);
+  int *idx = sf__malloc(sizeof(int) * (size_t)(n + 1));
+  if (!rows || !idx || !n) goto out;
+  int nr = 0;
+  double total = 0;
+  for (int i = 0; i < n; i++) {
+    int r;
+    for (r = 0; r < nr; r++)
+      if (!strcmp(rows[r].op, p[i].op_type)) break;
+    if (r == nr) rows[nr++].op = p[i].op_type;
+    rows[r].count++;
+    rows[r].seconds += p[i].seconds;
+    rows[r].flops += p[i].flops;
+    total += p[i].seconds;
+  }
+  qsort(rows, (size_t)nr, sizeof *rows, cmp_prof);
+  fprintf(stderr, "\n%-22s %6s %10s %7s %9s\n", "operator", "nodes", "ms/run", "share", "GFLOP/s");
+  for (int r = 0; r < nr; r++)
+    fprintf(stderr, "%-22s %6d %10.3f %6.1f%% %9.1f\n", rows[r].op, rows[r].count,
+            rows[r].seconds * 1e3 / (double)iters, 100.0 * rows[r].seconds / total,
+            rows[r].seconds > 0 ? (double)rows[r].flops * (double)iters / rows[r].seconds / 1e9 : 0);
+  for (int i = 0; i < n; i++) idx[i] = i;
+  for (int a = 0; a < n && a < 12; a++) /* partial selection of the 12 slowest nodes */
+    for (int b = a + 1; b < n; b++)
+      if (p[idx[b]].seconds > p[idx[a]].seconds) {
+        int t = idx[a];
+        idx[a] = idx[b];
+        idx[b] = t;
+      }
+  fprintf(stderr, "\nslowest nodes:\n");
+  for (int a = 0; a < n && a < 12; a++) {
+    const sf_node_profile *e = &p[idx[a]];
+    fprintf(stderr, "  %-18s %-34s %8.3f ms %7.1f GFLOP/s\n", e->op_type, e->name,
+            e->seconds * 1e3 / (double)iters,
+            e->seconds > 0 ? (double)e->flops * (double)iters / e->seconds / 1e9 : 0);
+  }
+out:
+  free(rows);
+  free(idx);
+}
+
 static int run(int argc, char **argv) {
   const char *path = NULL;
   long threads = 0, iters = 30, warmup = 3;
-  int json = 0, nsh = 0, layout = -1;
+  int json = 0, nsh = 0, layout = -1, profile = 0;
   sf_input_shape shapes[16];
   for (int i = 1; i < argc; i++) {
     const char *v;
     if (!strcmp(argv[i], "--json")) {
       json = 1;
+    } else if (!strcmp(argv[i], "--profile")) {
+      profile = 1;
     } else if (!strcmp(argv[i], "--threads")) {
       if (!(v = sf_cli_value(argc, argv, &i)) || sf_cli_int("--threads", v, 0, 1024, &threads))
         return SF_EXIT_USAGE;
@@ -115,6 +175,7 @@ static int run(int argc, char **argv) {
   double load_ms = (sf__now() - t0) * 1e3;
   for (long i = 1; i < warmup; i++)
     if (sf_session_run(s, &err) < 0) goto fail;
+  if (profile) sf_session_set_profiling(s, 1);
   double start = sf__now();
   for (long i = 0; i < iters; i++) {
     double a = sf__now();
@@ -148,6 +209,7 @@ static int run(int argc, char **argv) {
     printf("load          %.1f ms (file to first inference)\n", load_ms);
     printf("peak RSS      %.1f MiB\n", (double)rss / 1048576.0);
   }
+  if (profile) print_profile(s, iters);
   rc = SF_EXIT_OK;
   goto out;
 fail:

@@ -14,6 +14,7 @@ struct sf_session {
   sf_compile_result cr;
   int64_t params, weights_bytes;
   int n_run; /* nodes executed per inference */
+  sf_node_profile *prof; /* per executed node when profiling, else NULL */
 };
 
 static pthread_once_t xnn_once = PTHREAD_ONCE_INIT;
@@ -51,6 +52,7 @@ void sf_session_free(sf_session *s) {
     sf__graph_free(s->g);
   }
   if (s->pool) pthreadpool_destroy(s->pool);
+  free(s->prof);
   free(s->arena);
   free(s);
 }
@@ -225,17 +227,42 @@ int sf_session_input_index(const sf_session *s, const char *name) {
   return -1;
 }
 
+void sf_session_set_profiling(sf_session *s, int on) {
+  if (!on) {
+    free(s->prof);
+    s->prof = NULL;
+    return;
+  }
+  if (s->prof) return;
+  s->prof = sf__calloc((size_t)s->n_run, sizeof *s->prof);
+  if (!s->prof) return;
+  int i = 0;
+  for (int oi = 0; oi < s->g->n_order; oi++) {
+    const sf_node *n = &s->g->nodes[s->g->order[oi]];
+    if (n->dead) continue;
+    s->prof[i++] = (sf_node_profile){.name = n->name, .op_type = n->op_type, .flops = n->flops};
+  }
+}
+
+int sf_session_profile(const sf_session *s, const sf_node_profile **entries) {
+  *entries = s->prof;
+  return s->prof ? s->n_run : 0;
+}
+
 int sf_session_run(sf_session *s, sf_err *err) {
   sf_graph *g = s->g;
   if (err) {
     err->code = 0;
     err->msg[0] = 0;
   }
+  int pi = 0;
   for (int oi = 0; oi < g->n_order; oi++) {
     sf_node *n = &g->nodes[g->order[oi]];
     if (n->dead) continue;
     sf_kctx k = {.g = g, .node = n, .pool = s->pool, .err = err};
+    double t0 = s->prof ? sf__now() : 0;
     int rc = n->op->run(&k);
+    if (s->prof) s->prof[pi++].seconds += sf__now() - t0;
     if (rc) {
       if (err && !err->msg[0]) sf__op_err(&k, rc, "kernel failed");
       return rc;
