@@ -1,11 +1,11 @@
 /* Model zoo: every model builds with the Keras parameter count and layer structure, files are
  * deterministic, and the models load and run through a session with sane outputs. */
-#include <cmocka.h>
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <string.h>
+#include <cmocka.h>
 
 #include "onnx/onnx.h"
 #include "zoo/zoo.h"
