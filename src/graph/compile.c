@@ -305,6 +305,34 @@ static int act_bounds(sf_graph *g, sf_node *a, float *lo, float *hi) {
   return 0;
 }
 
+/* Sigmoid(x) -> Mul(x, s) (either operand order): one seifer.Swish node. */
+static int fuse_swish(sf_graph *g, sf_node *sig, int si) {
+  (void)si;
+  int x = sig->in[0], s = sig->out[0];
+  if (x < 0 || s < 0 || !single_consumer(g, s) || g->tensors[x].t.dtype != SF_F32) return 0;
+  int mi = consumer_of(g, s);
+  if (mi < 0) return 0;
+  sf_node *mul = &g->nodes[mi];
+  if (strcmp(mul->op_type, "Mul") || mul->domain[0] || mul->n_in != 2 || mul->n_out != 1) return 0;
+  if (!((mul->in[0] == x && mul->in[1] == s) || (mul->in[0] == s && mul->in[1] == x))) return 0;
+  const sf_op_def *op = sf__op_find("seifer", "Swish");
+  char *dom = sf__strdup("seifer"), *ty = sf__strdup("Swish");
+  if (!op || !dom || !ty) {
+    free(dom);
+    free(ty);
+    return op ? SF_ENOMEM : 0;
+  }
+  free(mul->domain);
+  free(mul->op_type);
+  mul->domain = dom;
+  mul->op_type = ty;
+  mul->op = op;
+  mul->n_in = 1;
+  mul->in[0] = x;
+  sig->dead = 1;
+  return 1;
+}
+
 static int fuse_all(sf_graph *g, sf_compile_result *res) {
   static const char *const act_hosts[] = {"Conv", "ConvTranspose", "Gemm", "MatMul", "Add",
                                           "Sub",  "Mul",           "Div",  NULL};
@@ -325,6 +353,14 @@ static int fuse_all(sf_graph *g, sf_compile_result *res) {
       }
     }
     n = &g->nodes[ni];
+    if (!strcmp(n->op_type, "Sigmoid") && !n->domain[0] && n->n_in == 1 && n->n_out == 1) {
+      int rc = fuse_swish(g, n, ni);
+      if (rc < 0) return rc;
+      if (rc) {
+        res->n_fused++;
+        continue;
+      }
+    }
     int host = 0;
     for (int h = 0; act_hosts[h]; h++)
       if (!strcmp(n->op_type, act_hosts[h])) host = 1;
@@ -679,6 +715,30 @@ static int plan_memory(sf_graph *g, sf_compile_result *res, sf_err *err) {
     sf_gtensor *r = &g->tensors[root_of(g, i)];
     if (r->last_use < t->last_use) r->last_use = t->last_use;
     if (r->first_use > t->first_use) r->first_use = t->first_use;
+  }
+  /* in-place element-wise ops: the output takes over an input buffer that dies at this node */
+  for (int oi = 0; oi < g->n_order; oi++) {
+    sf_node *n = &g->nodes[g->order[oi]];
+    int64_t step = oi + 1;
+    if (!(n->op->flags & SF_OPF_INPLACE) || n->n_out != 1 || n->out[0] < 0) continue;
+    sf_gtensor *y = &g->tensors[n->out[0]];
+    if (y->alias_of >= 0 || y->is_output) continue;
+    for (int j = 0; j < n->n_in && j < 2; j++) {
+      if (n->in[j] < 0) continue;
+      sf_gtensor *x = &g->tensors[n->in[j]];
+      int r = root_of(g, n->in[j]);
+      sf_gtensor *rt = &g->tensors[r];
+      if (x->kind != SF_TK_ACT || rt->kind != SF_TK_ACT || rt->is_output ||
+          rt->last_use != step || sf_tensor_nbytes(&x->t) != sf_tensor_nbytes(&y->t))
+        continue;
+      int dup = 0; /* the same tensor must not feed the node twice (x*x) */
+      for (int k = 0; k < n->n_in; k++) dup += n->in[k] == n->in[j];
+      if (dup > 1) continue;
+      y->alias_of = n->in[j];
+      if (rt->last_use < y->last_use) rt->last_use = y->last_use;
+      res->n_inplace++;
+      break;
+    }
   }
   buf *bufs = sf__malloc(sizeof(buf) * (size_t)(nt ? nt : 1));
   if (!bufs) return sf__errf(err, SF_ENOMEM, "out of memory planning the arena");

@@ -26,7 +26,7 @@ typedef struct sf_compile_opts {
 typedef struct sf_compile_result {
   int64_t arena_bytes;   /* bytes the arena needs (with XNNPACK slack) */
   int64_t flops;         /* per inference, logical shapes */
-  int n_folded, n_fused, n_transposes;
+  int n_folded, n_fused, n_transposes, n_inplace;
 } sf_compile_result;
 
 /* Everything up to and including the memory plan (offsets in t->arena_off). */

@@ -56,6 +56,9 @@ enum {
                                compiler expands constant inputs to full rank and permutes them */
   SF_OPF_AXIS = 1 << 5,     /* with AGNOSTIC: the compiler remaps the "axis" attribute to the
                                physical order in channels-last mode (Concat) */
+  SF_OPF_INPLACE = 1 << 6,  /* element-wise: output 0 may be given the buffer of an input of the
+                               same size that nothing reads afterwards (the kernel reads element
+                               i of its inputs before writing element i) */
 };
 
 typedef struct sf_op_def {
@@ -102,8 +105,12 @@ void sf__parallel_for(pthreadpool_t pool, size_t n, sf_task_fn fn, void *ctx);
   X(Gather) X(Shape) X(Cast) X(Constant) X(ConstantOfShape) X(Identity) X(Dropout) X(Pad)       \
   X(Resize) X(Upsample) X(Softmax) X(ReduceMean) X(ReduceSum) X(Erf)
 
+/* Operators the compiler creates by fusion, in the "seifer" domain (never in model files). */
+#define SF_INTERNAL_OP_LIST(X) X(Swish)
+
 #define SF__OP_DECL(name) extern const sf_op_def sf__op_##name;
 SF_OP_LIST(SF__OP_DECL)
+SF_INTERNAL_OP_LIST(SF__OP_DECL)
 #undef SF__OP_DECL
 
 #endif

@@ -14,7 +14,18 @@ static const sf_op_def *const all_ops[] = {
 #undef SF__OP_PTR
 };
 
+static const sf_op_def *const internal_ops[] = {
+#define SF__OP_PTR(name) &sf__op_##name,
+    SF_INTERNAL_OP_LIST(SF__OP_PTR)
+#undef SF__OP_PTR
+};
+
 const sf_op_def *sf__op_find(const char *domain, const char *op_type) {
+  if (domain && !strcmp(domain, "seifer")) {
+    for (size_t i = 0; i < sizeof internal_ops / sizeof internal_ops[0]; i++)
+      if (!strcmp(internal_ops[i]->op_type, op_type)) return internal_ops[i];
+    return NULL;
+  }
   if (domain && domain[0] && strcmp(domain, "ai.onnx") != 0) return NULL;
   for (size_t i = 0; i < sizeof all_ops / sizeof all_ops[0]; i++) {
     const sf_op_def *d = all_ops[i];

@@ -41,6 +41,7 @@
 #include <xnnpack.h>
 
 #include "runtime/op.h"
+#include "runtime/ops/vkern.h"
 #include "runtime/ops/vmath.h"
 
 /* ---- parallel ranges -------------------------------------------------------------------- */
@@ -92,7 +93,7 @@ static int bad_dtype(sf_kctx *k, int dt, const char *what) {
 
 /* ---- unary operators -------------------------------------------------------------------- */
 
-enum { U_RELU, U_LEAKY, U_CLIP, U_SIGMOID, U_HSIGMOID, U_HSWISH, U_TANH, U_EXP, U_SQRT, U_ERF };
+enum { U_RELU, U_LEAKY, U_CLIP, U_SIGMOID, U_HSIGMOID, U_HSWISH, U_TANH, U_EXP, U_SQRT, U_ERF, U_SWISH };
 
 typedef struct {
   const char *op;
@@ -116,6 +117,7 @@ static const unary_info U_INFO[] = {
     [U_EXP] = {"Exp", U_EXP, DT_F32, 4},
     [U_SQRT] = {"Sqrt", U_SQRT, DT_F32, 1},
     [U_ERF] = {"Erf", U_ERF, DT_F32, 4},
+    [U_SWISH] = {"Swish", U_SWISH, DT_F32, 5},
 };
 
 typedef struct {
@@ -240,30 +242,21 @@ static void unary_f32_range(void *ctx, int64_t s, int64_t e) {
     case U_CLIP:
       for (int64_t i = s; i < e; i++) y[i] = clampf(x[i], a, b);
       break;
-    case U_SIGMOID:
-      for (int64_t i = s; i < e; i++) y[i] = 1.0f / (1.0f + sf__vm_exp(-x[i]));
-      break;
-    case U_HSIGMOID:
-      for (int64_t i = s; i < e; i++) y[i] = clampf(a * x[i] + b, 0.0f, 1.0f);
-      break;
+    case U_SIGMOID: sf__vkern()->sigmoid(x + s, y + s, e - s); break;
+    case U_HSIGMOID: sf__vkern()->hsigmoid(x + s, y + s, e - s, a, b); break;
     case U_HSWISH:
       for (int64_t i = s; i < e; i++) {
         float v = x[i];
         y[i] = v * clampf(v * (1.0f / 6.0f) + 0.5f, 0.0f, 1.0f);
       }
       break;
-    case U_TANH:
-      for (int64_t i = s; i < e; i++) y[i] = sf__vm_tanh(x[i]);
-      break;
-    case U_EXP:
-      for (int64_t i = s; i < e; i++) y[i] = sf__vm_exp(x[i]);
-      break;
+    case U_TANH: sf__vkern()->tanh(x + s, y + s, e - s); break;
+    case U_EXP: sf__vkern()->exp(x + s, y + s, e - s); break;
     case U_SQRT:
       for (int64_t i = s; i < e; i++) y[i] = sqrtf(x[i]);
       break;
-    case U_ERF:
-      for (int64_t i = s; i < e; i++) y[i] = sf__vm_erf(x[i]);
-      break;
+    case U_ERF: sf__vkern()->erf(x + s, y + s, e - s); break;
+    case U_SWISH: sf__vkern()->swish(x + s, y + s, e - s); break; /* fused Sigmoid + Mul */
   }
 }
 
@@ -372,7 +365,7 @@ static int64_t unary_flops(sf_kctx *k, int kind) {
   static int64_t Name##_flops(sf_kctx *k) { return unary_flops(k, KIND); }                     \
   const sf_op_def sf__op_##Name = {                                                            \
       .op_type = #Name,                                                                        \
-      .flags = SF_OPF_AGNOSTIC | SF_OPF_BCAST,                                                 \
+      .flags = SF_OPF_AGNOSTIC | SF_OPF_BCAST | SF_OPF_INPLACE,                                \
       .infer = Name##_infer,                                                                   \
       .prepare = Name##_prepare,                                                               \
       .run = Name##_run,                                                                       \
@@ -390,6 +383,8 @@ UNARY_DEF(Tanh, U_TANH)
 UNARY_DEF(Exp, U_EXP)
 UNARY_DEF(Sqrt, U_SQRT)
 UNARY_DEF(Erf, U_ERF)
+/* seifer.Swish(x) = x * Sigmoid(x): one pass instead of two (compiler fusion, not an ONNX op). */
+UNARY_DEF(Swish, U_SWISH)
 
 /* ---- broadcasting ------------------------------------------------------------------------ */
 
@@ -897,7 +892,7 @@ static int64_t bin_flops(sf_kctx *k, int kind) {
   static int64_t Name##_flops(sf_kctx *k) { return bin_flops(k, KIND); }                       \
   const sf_op_def sf__op_##Name = {                                                            \
       .op_type = #Name,                                                                        \
-      .flags = SF_OPF_AGNOSTIC | SF_OPF_BCAST,                                                 \
+      .flags = SF_OPF_AGNOSTIC | SF_OPF_BCAST | SF_OPF_INPLACE,                                \
       .infer = Name##_infer,                                                                   \
       .prepare = Name##_prepare,                                                               \
       .run = Name##_run,                                                                       \
