@@ -452,10 +452,15 @@ void sf__graph_prune(sf_graph *g) {
   char *live = sf__calloc((size_t)g->n_tensors + 1, 1);
   if (!live) return;
   for (int i = 0; i < g->n_outputs; i++) live[g->outputs[i]] = 1;
+  /* one reverse pass over a valid topological order; else iterate to a fixpoint */
+  int by_order = g->n_order > 0;
+  for (int oi = 0; by_order && oi < g->n_order; oi++)
+    if (g->nodes[g->order[oi]].dead) by_order = 0; /* stale order */
   int changed = 1;
   while (changed) {
     changed = 0;
-    for (int ni = g->n_nodes - 1; ni >= 0; ni--) {
+    for (int k = (by_order ? g->n_order : g->n_nodes) - 1; k >= 0; k--) {
+      int ni = by_order ? g->order[k] : k;
       sf_node *n = &g->nodes[ni];
       if (n->dead) continue;
       int used = 0;
@@ -465,7 +470,7 @@ void sf__graph_prune(sf_graph *g) {
       for (int j = 0; j < n->n_in; j++)
         if (n->in[j] >= 0 && !live[n->in[j]]) {
           live[n->in[j]] = 1;
-          changed = 1;
+          changed = !by_order;
         }
     }
   }
