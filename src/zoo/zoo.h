@@ -3,8 +3,9 @@
  * softmax output [1,classes]) with deterministic pseudo-random weights. Nothing is downloaded.
  *
  * The same name and seed always give the same graph and byte-identical serialized files.
- * Generation cost: linear in the parameter count (about 0.1 s per 10 M parameters plus
- * serialization). See docs/zoo.md for the architectures and the weight scheme.
+ * Generation cost: the weights (linear in the parameter count) plus a calibration pass of a few
+ * naive inferences (zoo/calib.c): 0.4 s for MobileNetV2 to about 4 s for InceptionResNetV2 on
+ * two cores. See docs/zoo.md for the architectures and the weight scheme.
  */
 #ifndef SF_ZOO_H
 #define SF_ZOO_H

@@ -1,7 +1,7 @@
 /* Test helper for .npy arrays:
  *   npytool gen OUT.npy D1,D2,... SEED     deterministic uniform [-1,1) float32 array
- *   npytool image OUT.npy N,C,H,W          a synthetic document-like image (light page, dark
- *                                          strokes), normalised to [-1,1] like a model input
+ *   npytool image OUT.npy N,C,H,W [LO HI]  a synthetic document-like image (light page, dark
+ *                                          strokes) with pixel values in [LO, HI] (default -1, 1)
  *   npytool cmp A.npy B.npy RTOL           compare A with the reference B
  * cmp prints the max absolute error, the max element-wise relative error and the error relative
  * to the reference's magnitude, and exits 1 unless max|a-b| <= RTOL * max|b| (NaN and infinities
@@ -42,7 +42,7 @@ static int gen(const char *out, const char *dims, unsigned long long seed) {
   return rc ? 1 : 0;
 }
 
-static int image(const char *out, const char *dims) {
+static int image(const char *out, const char *dims, double lo, double hi) {
   long long d[4];
   if (sscanf(dims, "%lld,%lld,%lld,%lld", &d[0], &d[1], &d[2], &d[3]) != 4) return 2;
   sf_tensor t = {.dtype = SF_F32, .rank = 4, .dims = {d[0], d[1], d[2], d[3]}};
@@ -57,7 +57,7 @@ static int image(const char *out, const char *dims) {
         if ((y / 16) % 3 == 1 && sin(0.7 * (double)x + 0.3 * (double)y) > 0.2 && x > d[3] / 10 &&
             x < d[3] - d[3] / 10)
           v = 0.1;
-        p[i] = (float)((v - 0.5) / 0.5);
+        p[i] = (float)(lo + v * (hi - lo));
       }
   t.data = p;
   sf_err err = {0};
@@ -124,9 +124,11 @@ out:
 
 int main(int argc, char **argv) {
   if (argc == 5 && !strcmp(argv[1], "gen")) return gen(argv[2], argv[3], strtoull(argv[4], NULL, 10));
-  if (argc == 4 && !strcmp(argv[1], "image")) return image(argv[2], argv[3]);
+  if (argc == 4 && !strcmp(argv[1], "image")) return image(argv[2], argv[3], -1.0, 1.0);
+  if (argc == 6 && !strcmp(argv[1], "image"))
+    return image(argv[2], argv[3], strtod(argv[4], NULL), strtod(argv[5], NULL));
   if (argc == 5 && !strcmp(argv[1], "cmp")) return cmp(argv[2], argv[3], strtod(argv[4], NULL));
-  fprintf(stderr, "usage: npytool gen OUT.npy D1,D2,... SEED | npytool image OUT.npy N,C,H,W |\n"
+  fprintf(stderr, "usage: npytool gen OUT.npy D1,D2,... SEED | npytool image OUT.npy N,C,H,W [LO HI] |\n"
                   "       npytool cmp A.npy B.npy RTOL\n");
   return 2;
 }
