@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Every zoo model: ONNX Runtime loads it and `seifer infer` matches it within 1e-4 of the output's
+# magnitude, on an input in the range the model's weights were calibrated for (docs/zoo.md).
+set -u
+SEIFER=${1:?usage: ort_zoo.sh SEIFER NPYTOOL CACHE}
+NPYTOOL=${2:?}
+CACHE=${3:?}
+HERE=$(cd "$(dirname "$0")" && pwd)
+source "$HERE/tools/oracle.sh"
+oracle_setup || exit 77
+T=$(mktemp -d)
+trap 'rm -rf "$T"' EXIT
+fail=0
+# name, input shape, pixel range
+while read -r name shape lo hi; do
+  [ -n "$name" ] || continue
+  model="$T/$name.onnx"
+  "$SEIFER" zoo "$name" -o "$model" >/dev/null || { echo "FAIL $name: seifer zoo failed"; fail=1; continue; }
+  input=$("$SEIFER" inspect "$model" --json | sed -n 's/.*"name":[[:space:]]*"\([^"]*\)".*/\1/p' | head -n1)
+  "$NPYTOOL" image "$T/x.npy" "$shape" "$lo" "$hi"
+  rm -rf "$T/ours" "$T/ort"
+  if ! "$SEIFER" infer "$model" -i "$input=$T/x.npy" -o "$T/ours" >"$T/log" 2>&1; then
+    echo "FAIL $name: seifer infer failed:"; cat "$T/log"; fail=1; continue
+  fi
+  if ! oracle_run "$model" "$T/ort" "$input=$T/x.npy" >"$T/log" 2>&1; then
+    echo "FAIL $name: onnxruntime failed:"; cat "$T/log"; fail=1; continue
+  fi
+  for ref in "$T"/ort/*.npy; do
+    if "$NPYTOOL" cmp "$T/ours/$(basename "$ref")" "$ref" 1e-4; then
+      echo "ok   $name matches onnxruntime"
+    else
+      echo "FAIL $name $(basename "$ref" .npy) differs from onnxruntime"; fail=1
+    fi
+  done
+  rm -f "$model"
+done <<'LIST'
+tiny-cnn 1,3,32,32 -1 1
+tiny-inception 1,3,32,32 -1 1
+mobilenetv2 1,3,224,224 -1 1
+resnet50 1,3,224,224 -128 128
+efficientnetb1 1,3,240,240 0 255
+inceptionresnetv2 1,3,299,299 -1 1
+LIST
+exit $fail
