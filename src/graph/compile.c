@@ -799,7 +799,9 @@ void sf__graph_bind_arena(sf_graph *g, void *arena) {
   }
 }
 
-int sf__graph_compile(sf_graph *g, const sf_compile_opts *o, sf_compile_result *res, sf_err *err) {
+/* Inputs, operators, order, shapes and folding: the analysis partition/ needs too. */
+int sf__graph_infer_only(sf_graph *g, const sf_compile_opts *o, sf_compile_result *res,
+                         sf_err *err) {
   int rc;
   memset(res, 0, sizeof *res);
   if (err) {
@@ -814,7 +816,12 @@ int sf__graph_compile(sf_graph *g, const sf_compile_opts *o, sf_compile_result *
   if ((rc = sf__graph_toposort(g, err))) return rc;
   if ((rc = infer_all(g, o, res, err))) return rc;
   sf__graph_prune(g);
-  if ((rc = sf__graph_toposort(g, err))) return rc;
+  return sf__graph_toposort(g, err);
+}
+
+int sf__graph_compile(sf_graph *g, const sf_compile_opts *o, sf_compile_result *res, sf_err *err) {
+  int rc = sf__graph_infer_only(g, o, res, err);
+  if (rc) return rc;
   if (!o->no_fuse && (rc = fuse_all(g, res))) return sf__errf(err, rc, "fusion failed");
   sf__graph_prune(g);
   if ((rc = sf__graph_toposort(g, err))) return rc;

@@ -32,6 +32,12 @@ typedef struct sf_compile_result {
 /* Everything up to and including the memory plan (offsets in t->arena_off). */
 int sf__graph_compile(sf_graph *g, const sf_compile_opts *o, sf_compile_result *res, sf_err *err);
 
+/* Partitioning support (src/partition/): only the analysis steps of sf__graph_compile - input
+ * shapes, operator binding, topological order, shape inference with constant folding (node->flops
+ * set) and pruning; no fusion, layout or memory plan, so the graph stays plain ONNX. */
+int sf__graph_infer_only(sf_graph *g, const sf_compile_opts *o, sf_compile_result *res,
+                         sf_err *err);
+
 /* Given a base address, point every arena tensor's data into it. */
 void sf__graph_bind_arena(sf_graph *g, void *arena);
 

@@ -1,0 +1,108 @@
+/* Partitioning: candidate cuts of a model along one operator order, the cost of every stage
+ * between two cuts (sf_pcosts, consumed by the planner in plan/), and splitting a model into
+ * standalone stage models.
+ *
+ *   sf_partition p;
+ *   sf_partition_opts o = sf_partition_opts_default();
+ *   sf__partition_analyze(model, &o, &p, err);        // p.costs: the planner's input
+ *   ... sf__plan_solve(&solver, &p.costs, cluster, ...) ...
+ *   sf__partition_split(model, &p.costs, k, cuts, nodes, "out/", err);  // stage-1.onnx ...
+ *   sf__partition_deinit(&p);
+ *
+ * The model is analysed as loaded, after shape inference and constant folding (Shape/Gather/
+ * Concat chains are constants, not operators) and before fusion and layout, so every stage is a
+ * plain ONNX graph. Operator position q (0..L-1) is the q-th operator of the order; cut position
+ * p (0..L) separates operators [0, p) from [p, L). The tensors crossing p are the non-constant
+ * tensors produced before p (or graph inputs) and consumed at or after p (or graph outputs);
+ * constants never cross, they are copied into every stage that reads them. See
+ * docs/partition.md for the order, the cut rules and the memory model.
+ */
+#ifndef SF_PARTITION_H
+#define SF_PARTITION_H
+
+#include "graph/graph.h"
+#include "onnx/onnx.h"
+#include "plan/plan.h"
+
+enum {
+  SF_ORDER_AUTO = 0, /* the candidate below with the least total crossing bytes */
+  SF_ORDER_DFS = 1,  /* depth-first from the outputs, inputs visited in order */
+  SF_ORDER_DFS_REV = 2, /* depth-first from the outputs, inputs visited last to first */
+  SF_ORDER_FILE = 3, /* the model's own (topologically sorted) node order */
+};
+
+typedef struct sf_partition_opts {
+  int n_shapes;                 /* input shapes, as sf_session_opts (unresolved dims: 1) */
+  const sf_input_shape *shapes;
+  int order;                    /* SF_ORDER_* */
+  /* Candidate cuts: every position 0..L when thin = 0. With thin = 1: positions 0 and L, every
+   * singleton cut (exactly one tensor crosses), every local minimum of the crossing bytes and
+   * every position whose crossing bytes are <= thin_bytes. */
+  int thin;
+  double thin_bytes;
+} sf_partition_opts;
+
+sf_partition_opts sf_partition_opts_default(void);
+
+typedef struct sf_partition {
+  sf_graph *g;       /* analysed copy of the model (inferred, folded, plain ONNX); owned */
+  int n_ops;         /* L: operators in the order */
+  int *ops;          /* node index of each position, L entries */
+  int order;         /* SF_ORDER_* actually used */
+  int *prod_pos;     /* per tensor: producer position, -1 graph inputs, constants, unused */
+  int *last_pos;     /* per tensor: last consumer position (L for graph outputs), -1 none */
+  int *cross_off;    /* L + 2: crossing tensors of position p are cross[cross_off[p] ..
+                        cross_off[p + 1]) (tensor ids, in id order) */
+  int *cross;
+  double *pos_bytes;     /* L + 1: bytes crossing each position */
+  double *pos_f32_bytes; /* L + 1: of which float32 tensors */
+  double *flops_at;      /* L + 1: flops of operators [0, p) */
+  int n_singleton;       /* positions with exactly one crossing tensor */
+  char *nhwc;            /* per tensor: stored channels-last by the runtime (memory model) */
+  sf_pcosts costs;       /* the candidate cuts and their costs (owned) */
+  double analyze_s;      /* wall time of sf__partition_analyze */
+} sf_partition;
+
+/* Analyse m: order, crossings, candidate cuts, flops and the memory table costs.mem (see
+ * sf__partition_stage_mem). Cost O(L^2) for the table plus one shape-inference pass. */
+int sf__partition_analyze(const sf_model *m, const sf_partition_opts *o, sf_partition *p,
+                          sf_err *err);
+void sf__partition_deinit(sf_partition *p);
+/* Free the arrays of an sf_pcosts filled by sf__partition_analyze (or a copy made the same
+ * way: every pointer malloc'ed) and zero it. */
+void sf__pcosts_deinit(sf_pcosts *c);
+
+/* Crossing tensors of position pos (0..L): count, *ids set to p's storage. */
+int sf__partition_crossing(const sf_partition *p, int pos, const int **ids);
+
+/* Transfer size of the tensors crossing position pos under a codec: RAW = the bytes as stored,
+ * FP16 = float32 tensors at half size (others raw). Further codecs (lz4, zfp) plug in here. */
+enum { SF_CODEC_RAW = 0, SF_CODEC_FP16 = 1 };
+double sf__partition_codec_bytes(const sf_partition *p, int pos, int codec);
+
+/* Estimated memory of the stage of operators [a, b) (0 <= a < b <= L), as in costs.mem:
+ * weights (constants its operators read, each once) + activation arena (peak of the live
+ * buffers under the runtime's sharing rules, see docs/partition.md) + one receive buffer per
+ * input and one send buffer per output. *weights / *arena (may be NULL) get the first two. */
+int64_t sf__partition_stage_mem(const sf_partition *p, int a, int b, int64_t *weights,
+                                int64_t *arena);
+
+/* Standalone graph of the operators [a, b): inputs = tensors crossing a, outputs = tensors
+ * crossing b (a tensor crossing both is an input and an output of the stage), the constants
+ * the operators read as initializers, shapes of every tensor. *out is a new uncompiled graph. */
+int sf__partition_stage_graph(const sf_partition *p, int a, int b, sf_graph **out, sf_err *err);
+
+/* Write dir/stage-1.onnx .. dir/stage-k.onnx and dir/manifest.json for the stages between
+ * operator positions pos[0] = 0 < pos[1] < ... < pos[n_stages] = L of p. node_names (may be
+ * NULL, entries may be NULL) name the cluster node of each stage in the manifest; model_name
+ * names the model. dir must exist. */
+int sf__partition_write(const sf_partition *p, const char *model_name, int n_stages,
+                        const int *pos, const char **node_names, const char *dir, sf_err *err);
+
+/* The same from cut indices into c (n_stages + 1 entries, cuts[0] = 0, last = c->n - 1), with
+ * c made by sf__partition_analyze of m with default options (the order is recomputed and must
+ * give the same number of operators). */
+int sf__partition_split(const sf_model *m, const sf_pcosts *c, int n_stages, const int *cuts,
+                        const char **node_names, const char *dir, sf_err *err);
+
+#endif
