@@ -26,6 +26,7 @@ const char *sf_cli_value(int argc, char **argv, int *i);
 /* Load a model and create a session; prints the error. */
 int sf_cli_open(const char *path, const sf_session_opts *o, sf_model **m, sf_session **s);
 
-extern const sf_cmd sf_cmd_inspect, sf_cmd_infer, sf_cmd_bench, sf_cmd_zoo;
+extern const sf_cmd sf_cmd_inspect, sf_cmd_infer, sf_cmd_bench, sf_cmd_zoo, sf_cmd_plan,
+    sf_cmd_split;
 
 #endif
