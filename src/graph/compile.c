@@ -11,7 +11,8 @@
 _Static_assert(SF_READ_SLACK >= XNN_EXTRA_BYTES, "buffers must carry XNNPACK's read slack");
 
 /* ---- input shapes ---- */
-static int resolve_inputs(sf_graph *g, const sf_compile_opts *o, sf_err *err) {
+static int resolve_inputs(sf_graph *g, const sf_compile_opts *o, sf_compile_result *res,
+                          sf_err *err) {
   for (int s = 0; s < o->n_shapes; s++) {
     int found = 0;
     for (int i = 0; i < g->n_inputs; i++)
@@ -62,7 +63,10 @@ static int resolve_inputs(sf_graph *g, const sf_compile_opts *o, sf_err *err) {
         return sf__errf(err, SF_ESHAPE, "input '%s' has no shape in the model; give one",
                         t->t.name);
       for (int d = 0; d < t->t.rank; d++)
-        if (t->t.dims[d] < 0) t->t.dims[d] = 1; /* unresolved symbolic dim: batch 1 */
+        if (t->t.dims[d] < 0) {
+          t->t.dims[d] = 1; /* unresolved symbolic dim: batch 1 */
+          res->defaulted_input = i + 1;
+        }
     }
     int64_t nb = sf_tensor_nbytes(&t->t);
     if (nb < 0 || nb > SF_MAX_TENSOR_BYTES)
@@ -808,7 +812,7 @@ int sf__graph_infer_only(sf_graph *g, const sf_compile_opts *o, sf_compile_resul
     err->code = 0;
     err->msg[0] = 0;
   }
-  if ((rc = resolve_inputs(g, o, err))) return rc;
+  if ((rc = resolve_inputs(g, o, res, err))) return rc;
   if ((rc = freeze_inputs(g, o, err))) return rc;
   if ((rc = sf__graph_validate(g, err))) return rc;
   sf__graph_prune(g);
@@ -821,6 +825,10 @@ int sf__graph_infer_only(sf_graph *g, const sf_compile_opts *o, sf_compile_resul
 
 int sf__graph_compile(sf_graph *g, const sf_compile_opts *o, sf_compile_result *res, sf_err *err) {
   int rc = sf__graph_infer_only(g, o, res, err);
+  if (rc && res->defaulted_input > 0 && res->defaulted_input <= g->n_inputs &&
+      rc != SF_EUNSUPPORTED)
+    return sf__errctx(err, rc, "with the dynamic dims of input '%s' taken as 1 (give the input "
+                      "shape)", g->tensors[g->inputs[res->defaulted_input - 1]].t.name);
   if (rc) return rc;
   if (!o->no_fuse && (rc = fuse_all(g, res))) return sf__errf(err, rc, "fusion failed");
   sf__graph_prune(g);

@@ -27,6 +27,7 @@ typedef struct sf_compile_result {
   int64_t arena_bytes;   /* bytes the arena needs (with XNNPACK slack) */
   int64_t flops;         /* per inference, logical shapes */
   int n_folded, n_fused, n_transposes, n_inplace;
+  int defaulted_input;   /* 1 + index of an input whose dynamic dims were taken as 1, or 0 */
 } sf_compile_result;
 
 /* Everything up to and including the memory plan (offsets in t->arena_off). */
