@@ -386,7 +386,7 @@ static int search(bb *b, int c, int v, double cur) {
     child ch = b->stack[base + k];
     if (ch.bound > b->best) break; /* sorted by bound */
     if (!improves(b, ch.bound, t + 1 + b->need[ch.j])) continue;
-    if ((++b->expanded & 1023) == 0 && b->limit > 0 && sf__now() - b->t0 > b->limit) {
+    if ((++b->expanded & 15) == 0 && b->limit > 0 && sf__now() - b->t0 > b->limit) {
       b->aborted = 1;
       break;
     }
