@@ -50,7 +50,10 @@ static cJSON *plan_json(const char *model, const char *cluster_path, const sf_pa
     cJSON_AddNullToObject(root, "bottleneck_s");
   cJSON_AddNumberToObject(root, "throughput_per_s", fin ? p->throughput_per_s : 0);
   cJSON_AddBoolToObject(root, "optimal", p->optimal);
-  cJSON_AddNumberToObject(root, "gap", p->gap);
+  if (isfinite(p->gap))
+    cJSON_AddNumberToObject(root, "gap", p->gap);
+  else
+    cJSON_AddNullToObject(root, "gap"); /* heuristics prove no bound */
   cJSON_AddNumberToObject(root, "solve_s", p->solve_s);
   cJSON *pipes = cJSON_AddArrayToObject(root, "pipelines");
   cJSON *pl = cJSON_CreateObject();
@@ -91,10 +94,11 @@ static void print_plan(const sf_partition *pa, const sf_cluster *cl, const sf_pl
   if (isfinite(p->bottleneck_s))
     printf("bottleneck %.3f ms, predicted throughput %.2f inferences/s (%s, %s%s, solved in %.3f s)\n",
            p->bottleneck_s * 1e3, p->throughput_per_s, p->algorithm,
-           p->optimal ? "proven optimal" : "not proven optimal", p->optimal ? "" : "", p->solve_s);
+           p->optimal ? "proven optimal" : "not proven optimal", "", p->solve_s);
   else
     printf("no feasible plan: the model does not fit the cluster's memory\n");
-  if (!p->optimal && p->gap > 0) printf("optimality gap at most %.1f%%\n", p->gap * 100);
+  if (!p->optimal && p->gap > 0 && isfinite(p->gap))
+    printf("optimality gap at most %.1f%%\n", p->gap * 100);
 }
 
 static int run(int argc, char **argv) {
