@@ -11,14 +11,23 @@
  *     GEMM into a column buffer allocated in prepare (bounded chunk of input pixels) followed by
  *     a col2im scatter-add.
  * Fused activations (node->fused_act) clamp the output on every path.
+ *
+ * Winograd (ops/winograd.c): a channels-last 3x3 stride-1 undilated group-1 Conv with constant
+ * weights runs as Winograd F(m x m, 3 x 3) instead of the XNNPACK convolution when
+ * sf__wino_choose expects it to be faster (the rule and its measurements are there). The
+ * environment variable SEIFER_WINOGRAD, read once per process, overrides the choice:
+ * unset or "1" = that rule, "0" = never, "all" = every eligible Conv (tile size from the rule,
+ * else 4), "2" / "4" / "6" = every eligible Conv with that tile size (testing).
  */
 #include <math.h>
+#include <pthread.h> /* Winograd path: pthread_once */
 #include <string.h>
 
 #include <xnnpack.h>
 
 #include "runtime/op.h"
 #include "runtime/ops/sgemm.h"
+#include "runtime/ops/winograd.h" /* Winograd path */
 
 
 #define CV_MAXSP 3
@@ -251,6 +260,7 @@ static int convt_wants_nhwc(sf_kctx *k) { return wants_common(k, 1); }
 
 typedef struct conv_state {
   xnn_operator_t op; /* channels-last XNNPACK operator, or NULL for the C path (first field) */
+  sf_wino *wino;     /* channels-last Winograd operator (then op is NULL) */
   conv_p p;
   float *col;        /* ConvTranspose C path: column buffer [M/group * prod(k)][chunk] */
   float *wpack;      /* Conv C path with constant W: per-group weights packed for sf__sgemm */
@@ -261,6 +271,7 @@ static void conv_release(sf_node *n) {
   conv_state *s = n->state;
   if (s) {
     if (s->op) xnn_delete_operator(s->op);
+    sf__wino_free(s->wino);
     free(s->col);
     free(s->wpack);
     free(s);
@@ -370,6 +381,56 @@ static int xnn_prepare(sf_kctx *k, conv_state *s) {
   return 0;
 }
 
+/* ---- Winograd path (ops/winograd.c) ---------------------------------------------------- */
+
+enum { WG_AUTO = -1, WG_OFF = 0, WG_ALL = 1 }; /* or a forced tile size 2, 4, 6 */
+static int wg_mode_v = WG_AUTO;
+static pthread_once_t wg_once = PTHREAD_ONCE_INIT;
+
+static void wg_read_env(void) {
+  const char *e = getenv("SEIFER_WINOGRAD"); /* anything else: the rule */
+  if (e && !strcmp(e, "0"))
+    wg_mode_v = WG_OFF;
+  else if (e && !strcmp(e, "all"))
+    wg_mode_v = WG_ALL;
+  else if (e && (!strcmp(e, "2") || !strcmp(e, "4") || !strcmp(e, "6")))
+    wg_mode_v = e[0] - '0';
+}
+
+/* Tile size for this Conv (0: not Winograd). Eligible: 2-D, group 1, 3x3, stride 1, dilation 1;
+ * the caller has checked channels-last, constant W and B, N > 0. */
+static int wg_tile(sf_kctx *k, const conv_p *p, sf_wino_shape *ws) {
+  if (p->transposed || p->nsp != 2 || p->group != 1) return 0;
+  for (int i = 0; i < 2; i++)
+    if (p->k[i] != 3 || p->s[i] != 1 || p->d[i] != 1) return 0;
+  pthread_once(&wg_once, wg_read_env);
+  *ws = (sf_wino_shape){.N = p->N, .H = p->in[0], .W = p->in[1], .C = p->C, .M = p->M,
+                        .OH = p->out[0], .OW = p->out[1], .pt = p->pb[0], .pl = p->pb[1]};
+  int threads = k->pool ? (int)pthreadpool_get_threads_count(k->pool) : 1;
+  int m = wg_mode_v == WG_OFF ? 0 : sf__wino_choose(ws, threads);
+  if (wg_mode_v == WG_ALL && !m) m = 4;
+  if (wg_mode_v > WG_ALL) m = wg_mode_v;
+  return m;
+}
+
+/* Creates s->wino when the Winograd path is chosen; leaves it NULL (other paths) otherwise or
+ * when XNNPACK refuses one of its GEMMs. */
+static int wg_prepare(sf_kctx *k, conv_state *s) {
+  sf_wino_shape ws;
+  int m = wg_tile(k, &s->p, &ws);
+  if (!m) return 0;
+  sf_gtensor *bg = sf__in(k->g, k->node, 2);
+  int rc = sf__wino_create(&ws, m, sf__in(k->g, k->node, 1)->t.data, bg ? bg->t.data : NULL,
+                           act_lo(k->node), act_hi(k->node), sf__in(k->g, k->node, 0)->t.data,
+                           sf__out(k->g, k->node, 0)->t.data, k->pool, &s->wino);
+  if (rc == SF_ENOMEM) return sf__op_err(k, rc, "out of memory");
+  if (rc) return 0;
+  k->node->packed_inputs |= (1u << 1) | (1u << 2); /* W and B live in the Winograd operator */
+  return 0;
+}
+
+/* ---- end of the Winograd path ------------------------------------------------------------ */
+
 static int conv_prepare_common(sf_kctx *k, int transposed) {
   sf_graph *g = k->g;
   sf_node *n = k->node;
@@ -382,6 +443,8 @@ static int conv_prepare_common(sf_kctx *k, int transposed) {
   sf_gtensor *x = sf__in(g, n, 0), *w = sf__in(g, n, 1), *b = sf__in(g, n, 2);
   if (x->t.layout == SF_LAYOUT_NHWC && w->kind == SF_TK_CONST &&
       (!b || b->kind == SF_TK_CONST) && xnn_able(p) && p->N > 0) {
+    if ((rc = wg_prepare(k, s))) return rc;
+    if (s->wino) return 0;
     if ((rc = xnn_prepare(k, s))) return rc;
     if (s->op) return 0;
   }
@@ -741,6 +804,11 @@ static int convt_run_c(sf_kctx *k, conv_state *s) {
 static int conv_run(sf_kctx *k) {
   conv_state *s = k->node->state;
   if (!s) return sf__op_err(k, SF_EINTERNAL, "not prepared");
+  if (s->wino) {
+    if (sf__wino_run(s->wino, k->pool))
+      return sf__op_err(k, SF_EINTERNAL, "XNNPACK GEMM of the Winograd convolution failed");
+    return 0;
+  }
   if (s->op) {
     if (xnn_run_operator(s->op, k->pool) != xnn_status_success)
       return sf__op_err(k, SF_EINTERNAL, "XNNPACK convolution failed");
