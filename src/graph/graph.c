@@ -601,3 +601,10 @@ err:
 
 sf_graph *sf__graph_clone(const sf_graph *g) { return clone(g, 0); }
 sf_graph *sf__graph_clone_shared(const sf_graph *g) { return clone(g, 1); }
+
+int sf__node_copy_attr(sf_node *n, const sf_attr *src) {
+  sf_attr *d = sf__node_add_attr(n, src->name, src->type);
+  if (!d) return SF_ENOMEM;
+  free(d->name);
+  return clone_attr(d, src); /* on failure the partial copy is freed with the node */
+}

@@ -128,6 +128,8 @@ int sf__node_set_ints(sf_node *n, const char *name, const int64_t *v, int cnt);
 int sf__node_set_floats(sf_node *n, const char *name, const float *v, int cnt);
 int sf__node_set_string(sf_node *n, const char *name, const char *s);
 sf_attr *sf__node_add_attr(sf_node *n, const char *name, int type); /* zeroed attr */
+/* Deep copy of an attribute (from another node or graph) into n. */
+int sf__node_copy_attr(sf_node *n, const sf_attr *src);
 
 /* Attribute getters: return the default when absent. */
 const sf_attr *sf__attr(const sf_node *n, const char *name);

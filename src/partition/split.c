@@ -9,36 +9,7 @@
 
 static int copy_attr(sf_node *n, const sf_attr *s) {
   if (s->type == SF_ATTR_GRAPH) return SF_EUNSUPPORTED;
-  sf_attr *d = sf__node_add_attr(n, s->name, s->type);
-  if (!d) return SF_ENOMEM;
-  d->f = s->f;
-  d->i = s->i;
-  d->n = s->n;
-  if (s->s && !(d->s = sf__strdup(s->s))) return SF_ENOMEM;
-  if (s->floats) {
-    if (!(d->floats = sf__malloc(sizeof(float) * (size_t)s->n))) return SF_ENOMEM;
-    memcpy(d->floats, s->floats, sizeof(float) * (size_t)s->n);
-  }
-  if (s->ints) {
-    if (!(d->ints = sf__malloc(sizeof(int64_t) * (size_t)s->n))) return SF_ENOMEM;
-    memcpy(d->ints, s->ints, sizeof(int64_t) * (size_t)s->n);
-  }
-  if (s->strings) {
-    if (!(d->strings = sf__calloc((size_t)s->n, sizeof(char *)))) return SF_ENOMEM;
-    for (int i = 0; i < s->n; i++)
-      if (!(d->strings[i] = sf__strdup(s->strings[i]))) return SF_ENOMEM;
-  }
-  if (s->tensor) {
-    if (!(d->tensor = sf__calloc(1, sizeof(sf_tensor)))) return SF_ENOMEM;
-    *d->tensor = *s->tensor;
-    d->tensor->name = NULL;
-    d->tensor->data = NULL;
-    int64_t nb = sf_tensor_nbytes(s->tensor);
-    if (!(d->tensor->name = sf__strdup(s->tensor->name ? s->tensor->name : ""))) return SF_ENOMEM;
-    if (!(d->tensor->data = sf__malloc((size_t)(nb > 0 ? nb : 1)))) return SF_ENOMEM;
-    if (nb > 0 && s->tensor->data) memcpy(d->tensor->data, s->tensor->data, (size_t)nb);
-  }
-  return 0;
+  return sf__node_copy_attr(n, s);
 }
 
 /* Tensor of the stage graph s standing for tensor id of the analysed graph g: constants are
