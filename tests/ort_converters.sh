@@ -20,20 +20,7 @@ while read -r file input shape; do
   [ -n "$file" ] || continue
   model="$models/package/assets/$file"
   "$NPYTOOL" image "$T/x.npy" "$shape" || { echo "FAIL $file: cannot make input"; fail=1; continue; }
-  rm -rf "$T/ours" "$T/ort"
-  if ! "$SEIFER" infer "$model" -i "$input=$T/x.npy" -o "$T/ours" >"$T/log" 2>&1; then
-    echo "FAIL $file: seifer infer failed:"; cat "$T/log"; fail=1; continue
-  fi
-  if ! oracle_run "$model" "$T/ort" "$input=$T/x.npy" >"$T/log" 2>&1; then
-    echo "FAIL $file: onnxruntime failed:"; cat "$T/log"; fail=1; continue
-  fi
-  for ref in "$T"/ort/*.npy; do
-    if "$NPYTOOL" cmp "$T/ours/$(basename "$ref")" "$ref" 1e-4; then
-      echo "ok   $file $(basename "$ref" .npy) matches onnxruntime"
-    else
-      echo "FAIL $file $(basename "$ref" .npy) differs from onnxruntime"; fail=1
-    fi
-  done
+  oracle_compare "$SEIFER" "$NPYTOOL" "$model" "$input" "$T/x.npy" "$T" "$file" || fail=1
 done <<'LIST'
 ch_ppocr_mobile_v2.0_cls_infer.onnx x 1,3,48,192
 ch_PP-OCRv4_det_infer.onnx x 1,3,320,320

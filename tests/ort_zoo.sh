@@ -18,20 +18,7 @@ while read -r name shape lo hi; do
   "$SEIFER" zoo "$name" -o "$model" >/dev/null || { echo "FAIL $name: seifer zoo failed"; fail=1; continue; }
   input=$("$SEIFER" inspect "$model" --json | sed -n 's/.*"name":[[:space:]]*"\([^"]*\)".*/\1/p' | head -n1)
   "$NPYTOOL" image "$T/x.npy" "$shape" "$lo" "$hi"
-  rm -rf "$T/ours" "$T/ort"
-  if ! "$SEIFER" infer "$model" -i "$input=$T/x.npy" -o "$T/ours" >"$T/log" 2>&1; then
-    echo "FAIL $name: seifer infer failed:"; cat "$T/log"; fail=1; continue
-  fi
-  if ! oracle_run "$model" "$T/ort" "$input=$T/x.npy" >"$T/log" 2>&1; then
-    echo "FAIL $name: onnxruntime failed:"; cat "$T/log"; fail=1; continue
-  fi
-  for ref in "$T"/ort/*.npy; do
-    if "$NPYTOOL" cmp "$T/ours/$(basename "$ref")" "$ref" 1e-4; then
-      echo "ok   $name matches onnxruntime"
-    else
-      echo "FAIL $name $(basename "$ref" .npy) differs from onnxruntime"; fail=1
-    fi
-  done
+  oracle_compare "$SEIFER" "$NPYTOOL" "$model" "$input" "$T/x.npy" "$T" "$name" || fail=1
   rm -f "$model"
 done <<'LIST'
 tiny-cnn 1,3,32,32 -1 1

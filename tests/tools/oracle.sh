@@ -41,3 +41,25 @@ oracle_npm_pack() {
 oracle_run() {
   NODE_PATH="$CACHE/ort/node_modules" node "$(dirname "${BASH_SOURCE[0]}")/ort_run.js" "$@"
 }
+
+# oracle_compare SEIFER NPYTOOL MODEL INPUT_NAME INPUT.npy WORKDIR LABEL: run MODEL with
+# `seifer infer` and with ONNX Runtime on the same input; every output must agree within 1e-4 of
+# its magnitude. Prints one line per output; returns non-zero on any failure.
+oracle_compare() {
+  local seifer=$1 npytool=$2 model=$3 input=$4 file=$5 w=$6 label=$7 rc=0
+  rm -rf "$w/ours" "$w/ort"
+  if ! "$seifer" infer "$model" -i "$input=$file" -o "$w/ours" >"$w/log" 2>&1; then
+    echo "FAIL $label: seifer infer failed:"; cat "$w/log"; return 1
+  fi
+  if ! oracle_run "$model" "$w/ort" "$input=$file" >"$w/log" 2>&1; then
+    echo "FAIL $label: onnxruntime failed:"; cat "$w/log"; return 1
+  fi
+  for ref in "$w"/ort/*.npy; do
+    if "$npytool" cmp "$w/ours/$(basename "$ref")" "$ref" 1e-4; then
+      echo "ok   $label $(basename "$ref" .npy) matches onnxruntime"
+    else
+      echo "FAIL $label $(basename "$ref" .npy) differs from onnxruntime"; rc=1
+    fi
+  done
+  return $rc
+}
