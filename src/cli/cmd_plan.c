@@ -92,9 +92,9 @@ static void print_plan(const sf_partition *pa, const sf_cluster *cl, const sf_pl
            range, (double)s->mem_bytes / 1e6, s->out_bytes, s->compute_s * 1e3, s->link_s * 1e3);
   }
   if (isfinite(p->bottleneck_s))
-    printf("bottleneck %.3f ms, predicted throughput %.2f inferences/s (%s, %s%s, solved in %.3f s)\n",
+    printf("bottleneck %.3f ms, predicted throughput %.2f inferences/s (%s, %s, solved in %.3f s)\n",
            p->bottleneck_s * 1e3, p->throughput_per_s, p->algorithm,
-           p->optimal ? "proven optimal" : "not proven optimal", "", p->solve_s);
+           p->optimal ? "proven optimal" : "not proven optimal", p->solve_s);
   else
     printf("no feasible plan: the model does not fit the cluster's memory\n");
   if (!p->optimal && p->gap > 0 && isfinite(p->gap))
