@@ -27,6 +27,6 @@ const char *sf_cli_value(int argc, char **argv, int *i);
 int sf_cli_open(const char *path, const sf_session_opts *o, sf_model **m, sf_session **s);
 
 extern const sf_cmd sf_cmd_inspect, sf_cmd_infer, sf_cmd_bench, sf_cmd_zoo, sf_cmd_plan,
-    sf_cmd_split;
+    sf_cmd_split, sf_cmd_simulate;
 
 #endif

@@ -8,7 +8,7 @@
 #include "cli/cli.h"
 
 static const sf_cmd *const cmds[] = {&sf_cmd_inspect, &sf_cmd_infer, &sf_cmd_bench, &sf_cmd_zoo,
-                                     &sf_cmd_plan,    &sf_cmd_split, NULL};
+                                     &sf_cmd_plan,    &sf_cmd_split, &sf_cmd_simulate, NULL};
 
 void sf_cli_err(const char *fmt, ...) {
   va_list ap;
