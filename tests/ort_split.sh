@@ -2,15 +2,8 @@
 # Stage models written by `seifer split` are standalone ONNX models: ONNX Runtime loads every
 # stage, and on the same stage inputs its outputs match seifer's within 1e-4 of their magnitude.
 set -u
-SEIFER=${1:?usage: ort_split.sh SEIFER NPYTOOL CACHE}
-NPYTOOL=${2:?}
-CACHE=${3:?}
-HERE=$(cd "$(dirname "$0")" && pwd)
-source "$HERE/tools/oracle.sh"
-oracle_setup || exit 77
-T=$(mktemp -d)
-trap 'rm -rf "$T"' EXIT
-fail=0
+source "$(dirname "$0")/tools/oracle.sh"
+oracle_begin "$@" || exit 77
 cat >"$T/cluster.json" <<'JSON'
 {"nodes": [{"name": "a", "memory_mb": 12, "gflops": 1}, {"name": "b", "memory_mb": 12, "gflops": 1},
            {"name": "c", "memory_mb": 12, "gflops": 1}, {"name": "d", "memory_mb": 12, "gflops": 1}],

@@ -2,15 +2,8 @@
 # Every zoo model: ONNX Runtime loads it and `seifer infer` matches it within 1e-4 of the output's
 # magnitude, on an input in the range the model's weights were calibrated for (docs/zoo.md).
 set -u
-SEIFER=${1:?usage: ort_zoo.sh SEIFER NPYTOOL CACHE}
-NPYTOOL=${2:?}
-CACHE=${3:?}
-HERE=$(cd "$(dirname "$0")" && pwd)
-source "$HERE/tools/oracle.sh"
-oracle_setup || exit 77
-T=$(mktemp -d)
-trap 'rm -rf "$T"' EXIT
-fail=0
+source "$(dirname "$0")/tools/oracle.sh"
+oracle_begin "$@" || exit 77
 # name, input shape, pixel range
 while read -r name shape lo hi; do
   [ -n "$name" ] || continue

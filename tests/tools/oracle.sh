@@ -63,3 +63,16 @@ oracle_compare() {
   done
   return $rc
 }
+
+# oracle_begin SEIFER NPYTOOL CACHE: the common start of an oracle test script - sets SEIFER,
+# NPYTOOL, CACHE, installs ONNX Runtime if needed, makes a work directory $T removed on exit and
+# sets fail=0. Returns non-zero when the oracle is unavailable (the script should exit 77: skip).
+oracle_begin() {
+  SEIFER=${1:?usage: $0 SEIFER NPYTOOL CACHE}
+  NPYTOOL=${2:?usage: $0 SEIFER NPYTOOL CACHE}
+  CACHE=${3:?usage: $0 SEIFER NPYTOOL CACHE}
+  oracle_setup || return 1
+  T=$(mktemp -d)
+  trap 'rm -rf "$T"' EXIT
+  fail=0
+}
