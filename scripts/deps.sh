@@ -2,7 +2,8 @@
 # Install the Debian packages seifer needs, when missing (needs root for apt-get).
 set -euo pipefail
 pkgs=(cmake make gcc pkg-config libxnnpack-dev libpthreadpool-dev libprotobuf-c-dev protobuf-c-compiler
-      libonnx-dev libonnx-testdata libcmocka-dev libcjson-dev)
+      libonnx-dev libonnx-testdata libcmocka-dev libcjson-dev liblz4-dev libzfp-dev libssl-dev
+      libmicrohttpd-dev iproute2 iperf3)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
