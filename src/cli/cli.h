@@ -28,5 +28,16 @@ int sf_cli_open(const char *path, const sf_session_opts *o, sf_model **m, sf_ses
 
 extern const sf_cmd sf_cmd_inspect, sf_cmd_infer, sf_cmd_bench, sf_cmd_zoo, sf_cmd_plan,
     sf_cmd_split, sf_cmd_simulate;
+/* Commands whose files may be absent from a partial build are weak: main.c skips a NULL entry. */
+#define SF_WEAK_CMD(n) extern const sf_cmd n __attribute__((weak));
+SF_WEAK_CMD(sf_cmd_probe)
+SF_WEAK_CMD(sf_cmd_keygen)
+SF_WEAK_CMD(sf_cmd_worker)
+SF_WEAK_CMD(sf_cmd_gateway)
+SF_WEAK_CMD(sf_cmd_up)
+SF_WEAK_CMD(sf_cmd_down)
+SF_WEAK_CMD(sf_cmd_request)
+SF_WEAK_CMD(sf_cmd_loadgen)
+#undef SF_WEAK_CMD
 
 #endif

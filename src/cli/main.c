@@ -7,8 +7,11 @@
 
 #include "cli/cli.h"
 
-static const sf_cmd *const cmds[] = {&sf_cmd_inspect, &sf_cmd_infer, &sf_cmd_bench, &sf_cmd_zoo,
-                                     &sf_cmd_plan,    &sf_cmd_split, &sf_cmd_simulate, NULL};
+static const sf_cmd *const cmds[] = {
+    &sf_cmd_inspect, &sf_cmd_infer,   &sf_cmd_bench,   &sf_cmd_zoo,     &sf_cmd_plan,
+    &sf_cmd_split,   &sf_cmd_simulate, &sf_cmd_probe,  &sf_cmd_keygen,  &sf_cmd_worker,
+    &sf_cmd_gateway, &sf_cmd_up,      &sf_cmd_down,    &sf_cmd_request, &sf_cmd_loadgen};
+#define N_CMDS (sizeof cmds / sizeof cmds[0])
 
 void sf_cli_err(const char *fmt, ...) {
   va_list ap;
@@ -97,7 +100,8 @@ static void usage(FILE *f) {
           "usage: seifer <command> [options]\n"
           "seifer %s: run ONNX models as pipelines across small edge devices.\n\ncommands:\n",
           SF_VERSION);
-  for (int i = 0; cmds[i]; i++) fprintf(f, "  %-10s %s\n", cmds[i]->name, cmds[i]->summary);
+  for (size_t i = 0; i < N_CMDS; i++)
+    if (cmds[i]) fprintf(f, "  %-10s %s\n", cmds[i]->name, cmds[i]->summary);
   fprintf(f, "\n'seifer <command> --help' shows the options of a command.\n");
 }
 
@@ -111,8 +115,8 @@ int main(int argc, char **argv) {
     printf("seifer %s\n", SF_VERSION);
     return 0;
   }
-  for (int i = 0; cmds[i]; i++) {
-    if (strcmp(argv[1], cmds[i]->name)) continue;
+  for (size_t i = 0; i < N_CMDS; i++) {
+    if (!cmds[i] || strcmp(argv[1], cmds[i]->name)) continue;
     for (int a = 2; a < argc; a++)
       if (!strcmp(argv[a], "-h") || !strcmp(argv[a], "--help")) {
         cmds[i]->usage();

@@ -21,6 +21,7 @@
 #define SF_PARTITION_H
 
 #include "graph/graph.h"
+#include "net/net.h"
 #include "onnx/onnx.h"
 #include "plan/plan.h"
 
@@ -75,9 +76,8 @@ void sf__pcosts_deinit(sf_pcosts *c);
 /* Crossing tensors of position pos (0..L): count, *ids set to p's storage. */
 int sf__partition_crossing(const sf_partition *p, int pos, const int **ids);
 
-/* Transfer size of the tensors crossing position pos under a codec: RAW = the bytes as stored,
- * FP16 = float32 tensors at half size (others raw). Further codecs (lz4, zfp) plug in here. */
-enum { SF_CODEC_RAW = 0, SF_CODEC_FP16 = 1 };
+/* Transfer size of the tensors crossing position pos under a codec (sf_codec_id, net/net.h):
+ * RAW = the bytes as stored, FP16 = float32 tensors at half size (others raw). */
 double sf__partition_codec_bytes(const sf_partition *p, int pos, int codec);
 
 /* Estimated memory of the stage of operators [a, b) (0 <= a < b <= L), as in costs.mem:
