@@ -3,7 +3,7 @@
 set -euo pipefail
 pkgs=(cmake make gcc pkg-config libxnnpack-dev libpthreadpool-dev libprotobuf-c-dev protobuf-c-compiler
       libonnx-dev libonnx-testdata libcmocka-dev libcjson-dev liblz4-dev libzfp-dev libssl-dev
-      libmicrohttpd-dev iproute2 iperf3)
+      libmicrohttpd-dev libcurl4-openssl-dev iproute2 iperf3 curl jq)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

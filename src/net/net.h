@@ -167,4 +167,16 @@ int sf__auth_client(sf_conn *c, const sf_secret *s, const char *role, int timeou
 void sf__sha256(const void *p, size_t n, uint8_t out[32]);
 void sf__hex(const uint8_t *p, size_t n, char *out);
 
+/* ---- codec estimates, write timeout ------------------------------------------------------ */
+/* Encoded / raw bytes of the codec on a float32 sample (tol for zfp, 0 = SF_ZFP_DEFAULT_TOL):
+ * what sf__tensors_encode would send for such data, descriptors aside; 1.0 for an empty sample,
+ * raw, or data the codec would not shrink (such data is sent raw). Estimates transfer bytes. */
+double sf__codec_ratio(int codec, const float *sample, size_t n, double tol);
+/* Longest a write may wait for the peer to take data before failing with SF_EIO "timed out"
+ * (-1 = forever, the default). Safe from any thread. */
+void sf__conn_set_write_timeout(sf_conn *c, int timeout_ms);
+/* Authentication detail: each proof carries a direction byte after the label ('C' for the
+ * client's, 'S' for the server's), so neither side can echo the other's; payload formats are
+ * documented at the top of auth.c. */
+
 #endif

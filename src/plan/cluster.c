@@ -54,7 +54,8 @@ static int link_end(const sf_cluster *c, const cJSON *l, const char *key, const 
 }
 
 static int parse_nodes(const cJSON *arr, sf_cluster *c, sf_err *err) {
-  static const char *const keys[] = {"name", "memory_mb", "memory_bytes", "gflops", "labels", NULL};
+  static const char *const keys[] = {"name", "memory_mb", "memory_bytes", "gflops", "labels",
+                                     "address", NULL};
   if (!cJSON_IsArray(arr)) return sf__errf(err, SF_EFORMAT, "cluster: 'nodes' must be an array");
   int n = cJSON_GetArraySize(arr);
   if (n < 1) return sf__errf(err, SF_EFORMAT, "cluster: 'nodes' is empty");
@@ -107,6 +108,10 @@ static int parse_nodes(const cJSON *arr, sf_cluster *c, sf_err *err) {
           return sf__errf(err, SF_EFORMAT, "cluster: %s: label '%s' must be a string", where,
                           l->string);
     }
+    const cJSON *ad = cJSON_GetObjectItemCaseSensitive(o, "address");
+    if (ad && (!cJSON_IsString(ad) || !ad->valuestring[0] || strlen(ad->valuestring) > 255 ||
+               !strchr(ad->valuestring, ':')))
+      return sf__errf(err, SF_EFORMAT, "cluster: %s: 'address' must be a \"host:port\" string", where);
     c->nodes[i].name = sf__strdup(nm->valuestring);
     if (!c->nodes[i].name) return sf__errf(err, SF_ENOMEM, "cluster: out of memory");
     c->nodes[i].mem_bytes = (int64_t)bytes;
