@@ -10,7 +10,7 @@ SEIFER=${1:-build/seifer}
 NPYTOOL=${2:-build/tests/npytool}
 OUT=${DEMO_DIR:-out/demo}
 MODEL=${DEMO_MODEL:-resnet50}
-REQUESTS=${DEMO_REQUESTS:-60}
+REQUESTS=${DEMO_REQUESTS:-150}
 RUN="$OUT/cluster-run"
 mkdir -p "$OUT"
 step() { printf '\n== %s\n' "$*"; }
@@ -53,8 +53,8 @@ step "one request through the pipeline vs. seifer infer on the whole model"
 ref=$(ls "$OUT"/outputs/*.npy | head -n1)
 "$NPYTOOL" cmp "$OUT/pipeline-out.npy" "$ref" 1e-5 && echo "pipeline output matches the unpartitioned model (within 1e-5 of its largest value)"
 
-step "a stream of $REQUESTS requests (8 concurrent clients, binary tensor data)"
-"$SEIFER" loadgen --url "$url" --model "$MODEL" --input "$OUT/input.npy" --count "$REQUESTS" --concurrency 8 \
+step "a stream of $REQUESTS requests (12 concurrent clients, binary tensor data)"
+"$SEIFER" loadgen --url "$url" --model "$MODEL" --input "$OUT/input.npy" --count "$REQUESTS" --concurrency 12 \
   --binary --json >"$OUT/loadgen.json"
 measured=$(sed -n 's/.*"throughput_per_s":[[:space:]]*\([0-9.e+-]*\).*/\1/p' "$OUT/loadgen.json" | head -n1)
 requests=$(sed -n 's/.*"requests":[[:space:]]*\([0-9]*\).*/\1/p' "$OUT/loadgen.json" | head -n1)

@@ -245,6 +245,10 @@ static int up_run(int argc, char **argv) {
   sf_partition_opts po = sf_partition_opts_default();
   if (sf__partition_analyze(m, &po, &pa, &err) < 0) goto fail;
   have_pa = 1;
+  if (o.codec != SF_CODEC_RAW) { /* transfer sizes under the codec, measured on a sample */
+    if (sf__partition_measure_codecs(&pa, NULL, 0, 0, &err) < 0) goto fail;
+    sf__partition_apply_codec(&pa, o.codec);
+  }
   sf_plan_opts popt = sf_plan_opts_default();
   popt.time_limit_s = 10;
   if (sf__plan_solve(solver, &pa.costs, &cl, &popt, &p, &err) < 0) goto fail;

@@ -28,6 +28,7 @@ void sf__pcosts_deinit(sf_pcosts *c) {
   free(c->cut_bytes);
   free(c->mem);
   free(c->measured_s);
+  free(c->measured_before);
   memset(c, 0, sizeof *c);
 }
 
@@ -43,6 +44,7 @@ void sf__partition_deinit(sf_partition *p) {
   free(p->pos_f32_bytes);
   free(p->flops_at);
   free(p->nhwc);
+  free(p->codec_bytes);
   sf__pcosts_deinit(&p->costs);
   memset(p, 0, sizeof *p);
 }
@@ -58,6 +60,12 @@ int sf__partition_crossing(const sf_partition *p, int pos, const int **ids) {
 
 double sf__partition_codec_bytes(const sf_partition *p, int pos, int codec) {
   if (pos < 0 || pos > p->n_ops) return 0;
+  if (p->codec_bytes && codec >= 0 && codec < SF_CODEC_COUNT) {
+    double b = 0;
+    for (int k = p->cross_off[pos]; k < p->cross_off[pos + 1]; k++)
+      b += p->codec_bytes[(size_t)p->cross[k] * SF_CODEC_COUNT + (size_t)codec];
+    return b;
+  }
   switch (codec) {
   case SF_CODEC_FP16:
     return p->pos_bytes[pos] - p->pos_f32_bytes[pos] / 2;
@@ -624,6 +632,7 @@ static int fill_costs(sf_partition *p, sf_err *err) {
   c->cut_bytes = sf__malloc(sizeof(double) * (size_t)n);
   c->mem = sf__calloc((size_t)n * (size_t)n, sizeof(int64_t));
   c->measured_s = NULL;
+  c->measured_before = NULL;
   c->ref_flops_per_s = 0;
   mmodel mm = {0};
   gbuf *bufs = NULL, **live = NULL;

@@ -62,6 +62,8 @@ typedef struct sf_partition {
   char *nhwc;            /* per tensor: stored channels-last by the runtime (memory model) */
   sf_pcosts costs;       /* the candidate cuts and their costs (owned) */
   double analyze_s;      /* wall time of sf__partition_analyze */
+  double *codec_bytes;   /* NULL, or per tensor id x SF_CODEC_COUNT: bytes on the wire measured
+                            by sf__partition_measure_codecs (descriptor included) */
 } sf_partition;
 
 /* Analyse m: order, crossings, candidate cuts, flops and the memory table costs.mem (see
@@ -76,9 +78,20 @@ void sf__pcosts_deinit(sf_pcosts *c);
 /* Crossing tensors of position pos (0..L): count, *ids set to p's storage. */
 int sf__partition_crossing(const sf_partition *p, int pos, const int **ids);
 
-/* Transfer size of the tensors crossing position pos under a codec (sf_codec_id, net/net.h):
- * RAW = the bytes as stored, FP16 = float32 tensors at half size (others raw). */
+/* Transfer size of the tensors crossing position pos under a codec (sf_codec_id, net/net.h).
+ * Measured (sf__partition_measure_codecs): the sum of the crossing tensors' encoded sizes.
+ * Otherwise: RAW = the bytes as stored, FP16 = float32 tensors at half size (others raw), and
+ * LZ4 / ZFP as raw (their ratio depends on the data). */
 double sf__partition_codec_bytes(const sf_partition *p, int pos, int codec);
+
+/* Run the model once on inputs (n_inputs may be 0: a smooth synthetic image-like pattern in
+ * [-1, 1] for every float input, zeros otherwise) with every crossing tensor kept, encode each
+ * tensor with every codec (zfp at tolerance tol, 0 = default) and record the sizes in
+ * p->codec_bytes. Costs one unfused inference with all crossing tensors alive. */
+int sf__partition_measure_codecs(sf_partition *p, const sf_tensor *inputs, int n_inputs, double tol,
+                                 sf_err *err);
+/* Set p->costs.cut_bytes to the transfer sizes under codec (what the planner then optimises). */
+void sf__partition_apply_codec(sf_partition *p, int codec);
 
 /* Estimated memory of the stage of operators [a, b) (0 <= a < b <= L), as in costs.mem:
  * weights (constants its operators read, each once) + activation arena (peak of the live
