@@ -29,7 +29,8 @@
 
 /* ---- helpers ------------------------------------------------------------------------------- */
 /* Parse a request from a string copied into an exactly sized buffer (ASan sees overreads). */
-static int parse_req(const char *json, const void *bin, size_t bin_len, sf_kserve_req *r, sf_err *e) {
+static int parse_req(const char *json, const void *bin, size_t bin_len, sf_kserve_req *r,
+                     sf_err *e) {
   size_t jl = strlen(json);
   uint8_t *b = malloc(jl + bin_len + 1);
   memcpy(b, json, jl);
@@ -41,7 +42,8 @@ static int parse_req(const char *json, const void *bin, size_t bin_len, sf_kserv
 }
 
 /* Expect failure with code and a substring of the message. */
-static void expect_err(const char *json, const void *bin, size_t bin_len, int code, const char *frag) {
+static void expect_err(const char *json, const void *bin, size_t bin_len, int code,
+                       const char *frag) {
   sf_kserve_req *r = calloc(1, sizeof *r);
   sf_err e;
   int rc = parse_req(json, bin, bin_len, r, &e);
@@ -144,8 +146,10 @@ static void test_parse_binary(void **state) {
   bin[16] = 1, bin[17] = 0, bin[18] = 1;
   const char *json =
       "{\"inputs\":[{\"name\":\"a\",\"shape\":[2],\"datatype\":\"INT32\",\"data\":[5,6]},"
-      "{\"name\":\"b\",\"shape\":[2,2],\"datatype\":\"FP32\",\"parameters\":{\"binary_data_size\":16}},"
-      "{\"name\":\"c\",\"shape\":[3],\"datatype\":\"BOOL\",\"parameters\":{\"binary_data_size\":3}}]}";
+      "{\"name\":\"b\",\"shape\":[2,2],\"datatype\":\"FP32\",\"parameters\":{\"binary_data_size\":"
+      "16}},"
+      "{\"name\":\"c\",\"shape\":[3],\"datatype\":\"BOOL\",\"parameters\":{\"binary_data_size\":3}}"
+      "]}";
   sf_kserve_req *r = ok_req(json, bin, sizeof bin);
   assert_int_equal(r->n_inputs, 3);
   assert_int_equal(((int32_t *)r->inputs[0].data)[1], 6);
@@ -153,14 +157,15 @@ static void test_parse_binary(void **state) {
   assert_memory_equal(r->inputs[2].data, bin + 16, 3);
   free_req(r);
   /* a header length equal to the body: JSON only, no binary section */
-  r = ok_req("{\"inputs\":[{\"name\":\"a\",\"shape\":[1],\"datatype\":\"INT32\",\"data\":[5]}]}", "",
-             0);
+  r = ok_req("{\"inputs\":[{\"name\":\"a\",\"shape\":[1],\"datatype\":\"INT32\",\"data\":[5]}]}",
+             "", 0);
   free_req(r);
 }
 
 static void test_parse_errors(void **state) {
   (void)state;
-  const char *in1 = "{\"inputs\":[{\"name\":\"x\",\"shape\":[2],\"datatype\":\"FP32\",\"data\":[1,2]}]";
+  const char *in1 =
+      "{\"inputs\":[{\"name\":\"x\",\"shape\":[2],\"datatype\":\"FP32\",\"data\":[1,2]}]";
   expect_err(in1, NULL, 0, SF_EFORMAT, "invalid JSON"); /* missing brace */
   expect_err("", NULL, 0, SF_EFORMAT, "empty body");
   expect_err("[1]", NULL, 0, SF_EFORMAT, "must be a JSON object");
@@ -172,96 +177,118 @@ static void test_parse_errors(void **state) {
   expect_err("{\"inputs\":{}}", NULL, 0, SF_EFORMAT, "inputs: expected an array");
   expect_err("{\"inputs\":[]}", NULL, 0, SF_EINVAL, "inputs: empty");
   expect_err("{}", NULL, 0, SF_EFORMAT, "inputs: missing");
-  expect_err("{\"inputs\":[{\"name\":\"x\",\"shape\":[2],\"datatype\":\"FP33\",\"data\":[1,2]}]}", NULL, 0,
-             SF_EINVAL, "input 'x': datatype 'FP33' unknown");
-  expect_err("{\"inputs\":[{\"name\":\"x\",\"shape\":[2],\"datatype\":\"BYTES\",\"data\":[1,2]}]}", NULL, 0,
-             SF_EINVAL, "BYTES is not supported");
-  expect_err("{\"inputs\":[{\"name\":\"x\",\"shape\":[3],\"datatype\":\"FP32\",\"data\":[1,2]}]}", NULL, 0,
-             SF_EINVAL, "input 'x': data has fewer values than the 3 of shape [3]");
-  expect_err("{\"inputs\":[{\"name\":\"x\",\"shape\":[3],\"datatype\":\"FP32\",\"data\":[1,  2]}]}", NULL, 0,
-             SF_EINVAL, "input 'x': data has 2 values, shape [3] needs 3");
-  expect_err("{\"inputs\":[{\"name\":\"x\",\"shape\":[1],\"datatype\":\"FP32\",\"data\":[1,2]}]}", NULL, 0,
-             SF_EINVAL, "more than the 1 values");
-  expect_err("{\"inputs\":[{\"name\":\"x\",\"shape\":[2,-1],\"datatype\":\"FP32\",\"data\":[1,2]}]}", NULL, 0,
-             SF_EINVAL, "input 'x': shape[1] = -1: dims must be >= 0");
-  expect_err("{\"inputs\":[{\"name\":\"x\",\"shape\":[2147483648,2147483648,2147483648],"
-             "\"datatype\":\"FP32\",\"data\":[1]}]}",
-             NULL, 0, SF_ELIMIT, "too many elements");
-  expect_err("{\"inputs\":[{\"name\":\"x\",\"shape\":[1073741824,2],\"datatype\":\"FP32\",\"data\":[1]}]}",
-             NULL, 0, SF_ELIMIT, "larger than");
-  expect_err("{\"inputs\":[{\"name\":\"x\",\"shape\":[100000000],\"datatype\":\"FP32\",\"data\":[1]}]}",
-             NULL, 0, SF_EINVAL, "fewer values"); /* refused before allocating 400 MB */
-  expect_err("{\"inputs\":[{\"name\":\"x\",\"shape\":[1.5],\"datatype\":\"FP32\",\"data\":[1]}]}", NULL, 0,
-             SF_EFORMAT, "shape[0]: expected a non-negative integer");
-  expect_err("{\"inputs\":[{\"name\":\"x\",\"shape\":[2],\"datatype\":\"INT64\",\"data\":[1,1.5]}]}", NULL, 0,
-             SF_EINVAL, "input 'x': data[1]: '1.5' is not an integer");
-  expect_err("{\"inputs\":[{\"name\":\"x\",\"shape\":[1],\"datatype\":\"INT64\",\"data\":[1e3]}]}", NULL, 0,
-             SF_EINVAL, "not an integer");
-  expect_err("{\"inputs\":[{\"name\":\"x\",\"shape\":[1],\"datatype\":\"INT64\",\"data\":[9223372036854775808]}]}",
-             NULL, 0, SF_EINVAL, "out of the range of INT64");
-  expect_err("{\"inputs\":[{\"name\":\"x\",\"shape\":[1],\"datatype\":\"UINT8\",\"data\":[256]}]}", NULL, 0,
-             SF_EINVAL, "256 is out of the range of UINT8");
-  expect_err("{\"inputs\":[{\"name\":\"x\",\"shape\":[1],\"datatype\":\"UINT8\",\"data\":[-1]}]}", NULL, 0,
-             SF_EINVAL, "out of the range of UINT8");
-  expect_err("{\"inputs\":[{\"name\":\"x\",\"shape\":[1],\"datatype\":\"INT8\",\"data\":[-129]}]}", NULL, 0,
-             SF_EINVAL, "out of the range of INT8");
-  expect_err("{\"inputs\":[{\"name\":\"x\",\"shape\":[1],\"datatype\":\"FP32\",\"data\":[1e39]}]}", NULL, 0,
-             SF_EINVAL, "out of the range of FP32");
-  expect_err("{\"inputs\":[{\"name\":\"x\",\"shape\":[1],\"datatype\":\"FP16\",\"data\":[70000]}]}", NULL, 0,
-             SF_EINVAL, "out of the range of FP16");
-  expect_err("{\"inputs\":[{\"name\":\"x\",\"shape\":[1],\"datatype\":\"INT32\",\"data\":[null]}]}", NULL, 0,
-             SF_EINVAL, "not an integer");
-  expect_err("{\"inputs\":[{\"name\":\"x\",\"shape\":[1],\"datatype\":\"BOOL\",\"data\":[1]}]}", NULL, 0,
-             SF_EINVAL, "not true or false");
-  expect_err("{\"inputs\":[{\"name\":\"x\",\"shape\":[1],\"datatype\":\"FP32\",\"data\":[\"1\"]}]}", NULL, 0,
-             SF_EINVAL, "expected a number");
-  expect_err("{\"inputs\":[{\"name\":\"x\",\"shape\":[2,2],\"datatype\":\"FP32\",\"data\":[[1,2,3],[4]]}]}",
-             NULL, 0, SF_EINVAL, "3 elements along dimension 1");
-  expect_err("{\"inputs\":[{\"name\":\"x\",\"shape\":[4],\"datatype\":\"FP32\",\"data\":[[1,2],[3,4]]}]}",
-             NULL, 0, SF_EINVAL, "nested 2 deep but the shape [4] has rank 1");
-  expect_err("{\"inputs\":[{\"name\":\"x\",\"shape\":[2,2],\"datatype\":\"FP32\",\"data\":[1,2,[3,4]]}]}",
-             NULL, 0, SF_EINVAL, "unexpected nested array");
-  expect_err("{\"inputs\":[{\"name\":\"x\",\"shape\":[2],\"datatype\":\"FP32\",\"data\":5}]}", NULL, 0,
-             SF_EFORMAT, "data: expected an array");
-  expect_err("{\"inputs\":[{\"name\":\"x\",\"shape\":[2],\"datatype\":\"FP32\"}]}", NULL, 0, SF_EINVAL,
-             "input 'x': no data");
-  expect_err("{\"inputs\":[{\"name\":\"x\",\"shape\":[1],\"datatype\":\"FP32\",\"data\":[1],\"data\":[2]}]}",
-             NULL, 0, SF_EFORMAT, "duplicate key 'data'");
-  expect_err("{\"inputs\":[{\"name\":\"x\",\"shape\":[1],\"datatype\":\"FP32\",\"data\":[1]},"
-             "{\"name\":\"x\",\"shape\":[1],\"datatype\":\"FP32\",\"data\":[2]}]}",
-             NULL, 0, SF_EINVAL, "inputs: duplicate name 'x'");
-  expect_err("{\"inputs\":[{\"name\":\"x\",\"shape\":[1],\"datatype\":\"FP32\",\"data\":[1]}],"
-             "\"outputs\":[{\"name\":\"y\"},{\"name\":\"y\"}]}",
-             NULL, 0, SF_EINVAL, "'y' requested twice");
-  expect_err("{\"inputs\":[{\"name\":\"\",\"shape\":[1],\"datatype\":\"FP32\",\"data\":[1]}]}", NULL, 0,
-             SF_EFORMAT, "inputs[0].name");
-  expect_err("{\"id\":5,\"inputs\":[{\"name\":\"x\",\"shape\":[1],\"datatype\":\"FP32\",\"data\":[1]}]}",
-             NULL, 0, SF_EFORMAT, "id: expected a string");
-  expect_err("{\"parameters\":{\"binary_data_output\":1},\"inputs\":[{\"name\":\"x\",\"shape\":[1],"
-             "\"datatype\":\"FP32\",\"data\":[1]}]}",
-             NULL, 0, SF_EFORMAT, "parameters.binary_data_output: expected true or false");
+  expect_err("{\"inputs\":[{\"name\":\"x\",\"shape\":[2],\"datatype\":\"FP33\",\"data\":[1,2]}]}",
+             NULL, 0, SF_EINVAL, "input 'x': datatype 'FP33' unknown");
+  expect_err("{\"inputs\":[{\"name\":\"x\",\"shape\":[2],\"datatype\":\"BYTES\",\"data\":[1,2]}]}",
+             NULL, 0, SF_EINVAL, "BYTES is not supported");
+  expect_err("{\"inputs\":[{\"name\":\"x\",\"shape\":[3],\"datatype\":\"FP32\",\"data\":[1,2]}]}",
+             NULL, 0, SF_EINVAL, "input 'x': data has fewer values than the 3 of shape [3]");
+  expect_err("{\"inputs\":[{\"name\":\"x\",\"shape\":[3],\"datatype\":\"FP32\",\"data\":[1,  2]}]}",
+             NULL, 0, SF_EINVAL, "input 'x': data has 2 values, shape [3] needs 3");
+  expect_err("{\"inputs\":[{\"name\":\"x\",\"shape\":[1],\"datatype\":\"FP32\",\"data\":[1,2]}]}",
+             NULL, 0, SF_EINVAL, "more than the 1 values");
+  expect_err(
+      "{\"inputs\":[{\"name\":\"x\",\"shape\":[2,-1],\"datatype\":\"FP32\",\"data\":[1,2]}]}", NULL,
+      0, SF_EINVAL, "input 'x': shape[1] = -1: dims must be >= 0");
+  expect_err(
+      "{\"inputs\":[{\"name\":\"x\",\"shape\":[2147483648,2147483648,2147483648],"
+      "\"datatype\":\"FP32\",\"data\":[1]}]}",
+      NULL, 0, SF_ELIMIT, "too many elements");
+  expect_err(
+      "{\"inputs\":[{\"name\":\"x\",\"shape\":[1073741824,2],\"datatype\":\"FP32\",\"data\":[1]}]}",
+      NULL, 0, SF_ELIMIT, "larger than");
+  expect_err(
+      "{\"inputs\":[{\"name\":\"x\",\"shape\":[100000000],\"datatype\":\"FP32\",\"data\":[1]}]}",
+      NULL, 0, SF_EINVAL, "fewer values"); /* refused before allocating 400 MB */
+  expect_err("{\"inputs\":[{\"name\":\"x\",\"shape\":[1.5],\"datatype\":\"FP32\",\"data\":[1]}]}",
+             NULL, 0, SF_EFORMAT, "shape[0]: expected a non-negative integer");
+  expect_err(
+      "{\"inputs\":[{\"name\":\"x\",\"shape\":[2],\"datatype\":\"INT64\",\"data\":[1,1.5]}]}", NULL,
+      0, SF_EINVAL, "input 'x': data[1]: '1.5' is not an integer");
+  expect_err("{\"inputs\":[{\"name\":\"x\",\"shape\":[1],\"datatype\":\"INT64\",\"data\":[1e3]}]}",
+             NULL, 0, SF_EINVAL, "not an integer");
+  expect_err(
+      "{\"inputs\":[{\"name\":\"x\",\"shape\":[1],\"datatype\":\"INT64\",\"data\":["
+      "9223372036854775808]}]}",
+      NULL, 0, SF_EINVAL, "out of the range of INT64");
+  expect_err("{\"inputs\":[{\"name\":\"x\",\"shape\":[1],\"datatype\":\"UINT8\",\"data\":[256]}]}",
+             NULL, 0, SF_EINVAL, "256 is out of the range of UINT8");
+  expect_err("{\"inputs\":[{\"name\":\"x\",\"shape\":[1],\"datatype\":\"UINT8\",\"data\":[-1]}]}",
+             NULL, 0, SF_EINVAL, "out of the range of UINT8");
+  expect_err("{\"inputs\":[{\"name\":\"x\",\"shape\":[1],\"datatype\":\"INT8\",\"data\":[-129]}]}",
+             NULL, 0, SF_EINVAL, "out of the range of INT8");
+  expect_err("{\"inputs\":[{\"name\":\"x\",\"shape\":[1],\"datatype\":\"FP32\",\"data\":[1e39]}]}",
+             NULL, 0, SF_EINVAL, "out of the range of FP32");
+  expect_err("{\"inputs\":[{\"name\":\"x\",\"shape\":[1],\"datatype\":\"FP16\",\"data\":[70000]}]}",
+             NULL, 0, SF_EINVAL, "out of the range of FP16");
+  expect_err("{\"inputs\":[{\"name\":\"x\",\"shape\":[1],\"datatype\":\"INT32\",\"data\":[null]}]}",
+             NULL, 0, SF_EINVAL, "not an integer");
+  expect_err("{\"inputs\":[{\"name\":\"x\",\"shape\":[1],\"datatype\":\"BOOL\",\"data\":[1]}]}",
+             NULL, 0, SF_EINVAL, "not true or false");
+  expect_err("{\"inputs\":[{\"name\":\"x\",\"shape\":[1],\"datatype\":\"FP32\",\"data\":[\"1\"]}]}",
+             NULL, 0, SF_EINVAL, "expected a number");
+  expect_err(
+      "{\"inputs\":[{\"name\":\"x\",\"shape\":[2,2],\"datatype\":\"FP32\",\"data\":[[1,2,3],[4]]}]"
+      "}",
+      NULL, 0, SF_EINVAL, "3 elements along dimension 1");
+  expect_err(
+      "{\"inputs\":[{\"name\":\"x\",\"shape\":[4],\"datatype\":\"FP32\",\"data\":[[1,2],[3,4]]}]}",
+      NULL, 0, SF_EINVAL, "nested 2 deep but the shape [4] has rank 1");
+  expect_err(
+      "{\"inputs\":[{\"name\":\"x\",\"shape\":[2,2],\"datatype\":\"FP32\",\"data\":[1,2,[3,4]]}]}",
+      NULL, 0, SF_EINVAL, "unexpected nested array");
+  expect_err("{\"inputs\":[{\"name\":\"x\",\"shape\":[2],\"datatype\":\"FP32\",\"data\":5}]}", NULL,
+             0, SF_EFORMAT, "data: expected an array");
+  expect_err("{\"inputs\":[{\"name\":\"x\",\"shape\":[2],\"datatype\":\"FP32\"}]}", NULL, 0,
+             SF_EINVAL, "input 'x': no data");
+  expect_err(
+      "{\"inputs\":[{\"name\":\"x\",\"shape\":[1],\"datatype\":\"FP32\",\"data\":[1],\"data\":[2]}]"
+      "}",
+      NULL, 0, SF_EFORMAT, "duplicate key 'data'");
+  expect_err(
+      "{\"inputs\":[{\"name\":\"x\",\"shape\":[1],\"datatype\":\"FP32\",\"data\":[1]},"
+      "{\"name\":\"x\",\"shape\":[1],\"datatype\":\"FP32\",\"data\":[2]}]}",
+      NULL, 0, SF_EINVAL, "inputs: duplicate name 'x'");
+  expect_err(
+      "{\"inputs\":[{\"name\":\"x\",\"shape\":[1],\"datatype\":\"FP32\",\"data\":[1]}],"
+      "\"outputs\":[{\"name\":\"y\"},{\"name\":\"y\"}]}",
+      NULL, 0, SF_EINVAL, "'y' requested twice");
+  expect_err("{\"inputs\":[{\"name\":\"\",\"shape\":[1],\"datatype\":\"FP32\",\"data\":[1]}]}",
+             NULL, 0, SF_EFORMAT, "inputs[0].name");
+  expect_err(
+      "{\"id\":5,\"inputs\":[{\"name\":\"x\",\"shape\":[1],\"datatype\":\"FP32\",\"data\":[1]}]}",
+      NULL, 0, SF_EFORMAT, "id: expected a string");
+  expect_err(
+      "{\"parameters\":{\"binary_data_output\":1},\"inputs\":[{\"name\":\"x\",\"shape\":[1],"
+      "\"datatype\":\"FP32\",\"data\":[1]}]}",
+      NULL, 0, SF_EFORMAT, "parameters.binary_data_output: expected true or false");
   /* binary extension */
   uint8_t bin[16] = {0};
-  const char *b8 = "{\"inputs\":[{\"name\":\"b\",\"shape\":[2],\"datatype\":\"FP32\","
-                   "\"parameters\":{\"binary_data_size\":8}}]}";
+  const char *b8 =
+      "{\"inputs\":[{\"name\":\"b\",\"shape\":[2],\"datatype\":\"FP32\","
+      "\"parameters\":{\"binary_data_size\":8}}]}";
   expect_err(b8, bin, 4, SF_EINVAL, "only 4 bytes of binary data are left");
   expect_err(b8, bin, 12, SF_EINVAL, "4 bytes of binary data after the JSON");
-  expect_err("{\"inputs\":[{\"name\":\"b\",\"shape\":[3],\"datatype\":\"FP32\","
-             "\"parameters\":{\"binary_data_size\":8}}]}",
-             bin, 8, SF_EINVAL, "binary_data_size is 8 but shape [3] of FP32 takes 12 bytes");
-  expect_err("{\"inputs\":[{\"name\":\"b\",\"shape\":[2],\"datatype\":\"FP32\",\"data\":[1,2],"
-             "\"parameters\":{\"binary_data_size\":8}}]}",
-             bin, 8, SF_EINVAL, "both data and parameters.binary_data_size");
+  expect_err(
+      "{\"inputs\":[{\"name\":\"b\",\"shape\":[3],\"datatype\":\"FP32\","
+      "\"parameters\":{\"binary_data_size\":8}}]}",
+      bin, 8, SF_EINVAL, "binary_data_size is 8 but shape [3] of FP32 takes 12 bytes");
+  expect_err(
+      "{\"inputs\":[{\"name\":\"b\",\"shape\":[2],\"datatype\":\"FP32\",\"data\":[1,2],"
+      "\"parameters\":{\"binary_data_size\":8}}]}",
+      bin, 8, SF_EINVAL, "both data and parameters.binary_data_size");
   expect_err(b8, NULL, 0, SF_EINVAL, "only 0 bytes"); /* no header: no binary section */
   uint8_t two = 2;
-  expect_err("{\"inputs\":[{\"name\":\"c\",\"shape\":[1],\"datatype\":\"BOOL\","
-             "\"parameters\":{\"binary_data_size\":1}}]}",
-             &two, 1, SF_EINVAL, "must be 0 or 1");
+  expect_err(
+      "{\"inputs\":[{\"name\":\"c\",\"shape\":[1],\"datatype\":\"BOOL\","
+      "\"parameters\":{\"binary_data_size\":1}}]}",
+      &two, 1, SF_EINVAL, "must be 0 or 1");
   /* header length larger than the body */
   sf_kserve_req *r = calloc(1, sizeof *r);
   sf_err e = {0};
   const char *js = "{\"inputs\":[]}";
-  assert_int_equal(sf__kserve_parse_request((const uint8_t *)js, strlen(js), 100, r, &e), SF_EINVAL);
+  assert_int_equal(sf__kserve_parse_request((const uint8_t *)js, strlen(js), 100, r, &e),
+                   SF_EINVAL);
   assert_non_null(strstr(e.msg, "Inference-Header-Content-Length 100 is larger than the body"));
   assert_int_equal(sf__kserve_parse_request((const uint8_t *)js, strlen(js), -5, r, &e), SF_EINVAL);
   /* too many inputs, too deep */
@@ -269,7 +296,8 @@ static void test_parse_errors(void **state) {
   sf__buf_put(&b, "{\"inputs\":[", 11);
   for (int i = 0; i < 65; i++) {
     char t[100];
-    snprintf(t, sizeof t, "%s{\"name\":\"i%d\",\"shape\":[1],\"datatype\":\"FP32\",\"data\":[1]}", i ? "," : "", i);
+    snprintf(t, sizeof t, "%s{\"name\":\"i%d\",\"shape\":[1],\"datatype\":\"FP32\",\"data\":[1]}",
+             i ? "," : "", i);
     sf__buf_put(&b, t, strlen(t));
   }
   sf__buf_put(&b, "]}", 3);
@@ -287,9 +315,10 @@ static void test_parse_errors(void **state) {
 /* Escaped keys mean what cJSON decodes them to. */
 static void test_parse_escaped_keys(void **state) {
   (void)state;
-  sf_kserve_req *r = ok_req("{\"\\u0069nputs\":[{\"n\\u0061me\":\"x\\\"y\",\"shape\":[2],"
-                            "\"datatype\":\"FP32\",\"d\\u0061ta\":[1 , 2 ]}]}",
-                            NULL, 0);
+  sf_kserve_req *r = ok_req(
+      "{\"\\u0069nputs\":[{\"n\\u0061me\":\"x\\\"y\",\"shape\":[2],"
+      "\"datatype\":\"FP32\",\"d\\u0061ta\":[1 , 2 ]}]}",
+      NULL, 0);
   assert_string_equal(r->inputs[0].name, "x\"y");
   assert_true(((float *)r->inputs[0].data)[1] == 2.0f);
   free_req(r);
@@ -300,9 +329,10 @@ static void test_fmt_f32(void **state) {
   (void)state;
   uint64_t s = 12345;
   char a[40], b[40];
-  float specials[] = {0.0f, -0.0f, 1.0f, 0.1f, 1e-45f, 1.17549435e-38f, 3.40282347e38f, 123456789.0f,
-                      999999999.0f, 1e9f, 1e-5f, 1e-4f, 0.000123456789f, 100000000.0f, 16777216.0f,
-                      2.5f, 1e10f, 9.99999944e-41f};
+  float specials[] = {
+      0.0f,         -0.0f,        1.0f,  0.1f,           1e-45f, 1.17549435e-38f, 3.40282347e38f,
+      123456789.0f, 999999999.0f, 1e9f,  1e-5f,          1e-4f,  0.000123456789f, 100000000.0f,
+      16777216.0f,  2.5f,         1e10f, 9.99999944e-41f};
   int n_special = (int)(sizeof specials / sizeof specials[0]);
   for (int i = 0; i < 400000 + n_special; i++) {
     float f;
@@ -311,7 +341,8 @@ static void test_fmt_f32(void **state) {
     } else {
       s ^= s << 13, s ^= s >> 7, s ^= s << 17;
       uint32_t bits = (uint32_t)s;
-      if (i & 1) bits = (bits & 0x807fffffu) | ((uint32_t)(100 + s % 56) << 23); /* |f| ~ 1e-8..1e8 */
+      if (i & 1)
+        bits = (bits & 0x807fffffu) | ((uint32_t)(100 + s % 56) << 23); /* |f| ~ 1e-8..1e8 */
       memcpy(&f, &bits, 4);
       if (!isfinite(f)) continue;
     }
@@ -379,8 +410,10 @@ static void same_tensor(const sf_tensor *a, const sf_tensor *b) {
   if (a->dtype == SF_F32) {
     for (size_t i = 0; i < n / 4; i++) {
       float x = ((float *)a->data)[i], y = ((float *)b->data)[i];
-      if (isnan(x)) assert_true(isnan(y));
-      else assert_memory_equal(&x, &y, 4);
+      if (isnan(x))
+        assert_true(isnan(y));
+      else
+        assert_memory_equal(&x, &y, 4);
     }
   } else {
     assert_memory_equal(a->data, b->data, n);
@@ -399,9 +432,11 @@ static void test_response_roundtrip(void **state) {
   assert_int_equal(jl, b.len);
   sf__buf_put(&b, "", 1);
   const char *txt = (const char *)b.data;
-  assert_non_null(strstr(txt, "{\"model_name\":\"m\",\"model_version\":\"3\",\"outputs\":[{\"name\":\"y\","
-                              "\"datatype\":\"FP32\",\"shape\":[2,3],\"data\":[NaN,Infinity,-Infinity,-0,"
-                              "1.40129846e-45,0.100000001]}"));
+  assert_non_null(
+      strstr(txt,
+             "{\"model_name\":\"m\",\"model_version\":\"3\",\"outputs\":[{\"name\":\"y\","
+             "\"datatype\":\"FP32\",\"shape\":[2,3],\"data\":[NaN,Infinity,-Infinity,-0,"
+             "1.40129846e-45,0.100000001]}"));
   assert_non_null(strstr(txt, "\"data\":[-9223372036854775808,9223372036854775807]"));
   assert_non_null(strstr(txt, "\"data\":[true,false,true]"));
   assert_non_null(strstr(txt, "\"datatype\":\"FP16\",\"shape\":[2],\"data\":[0.33325,-65504]"));
@@ -502,11 +537,12 @@ static void test_metadata(void **state) {
   sf_err e = {0};
   assert_int_equal(sf__kserve_metadata(&b, "resnet", "2", in, 2, out, 1, &e), 0);
   sf__buf_put(&b, "", 1);
-  assert_string_equal((char *)b.data,
-                      "{\"name\":\"resnet\",\"versions\":[\"2\"],\"platform\":\"seifer\",\"inputs\":["
-                      "{\"name\":\"x\",\"datatype\":\"FP32\",\"shape\":[-1,3,224,224]},"
-                      "{\"name\":\"mask\",\"datatype\":\"BOOL\",\"shape\":[7]}],\"outputs\":["
-                      "{\"name\":\"probs\",\"datatype\":\"FP32\",\"shape\":[-1,1000]}]}");
+  assert_string_equal(
+      (char *)b.data,
+      "{\"name\":\"resnet\",\"versions\":[\"2\"],\"platform\":\"seifer\",\"inputs\":["
+      "{\"name\":\"x\",\"datatype\":\"FP32\",\"shape\":[-1,3,224,224]},"
+      "{\"name\":\"mask\",\"datatype\":\"BOOL\",\"shape\":[7]}],\"outputs\":["
+      "{\"name\":\"probs\",\"datatype\":\"FP32\",\"shape\":[-1,1000]}]}");
   sf_kserve_meta *m = calloc(1, sizeof *m);
   assert_int_equal(sf__kserve_parse_metadata(b.data, b.len - 1, m, &e), 0);
   assert_string_equal(m->name, "resnet");
@@ -539,11 +575,13 @@ static void test_fuzz(void **state) {
       "{\"id\":\"f\",\"parameters\":{\"binary_data_output\":true},\"inputs\":["
       "{\"name\":\"a\",\"shape\":[2,2],\"datatype\":\"FP32\",\"data\":[[1.5,-2e-3],[NaN,4]]},"
       "{\"name\":\"b\",\"shape\":[3],\"datatype\":\"INT64\",\"data\":[1,-2,3]},"
-      "{\"name\":\"c\",\"shape\":[2],\"datatype\":\"BOOL\",\"parameters\":{\"binary_data_size\":2}},"
+      "{\"name\":\"c\",\"shape\":[2],\"datatype\":\"BOOL\",\"parameters\":{\"binary_data_size\":2}}"
+      ","
       "{\"name\":\"d\",\"shape\":[1],\"datatype\":\"UINT8\",\"data\":[7]}],"
       "\"outputs\":[{\"name\":\"y\",\"parameters\":{\"binary_data\":false}}]}",
       "{\"model_name\":\"m\",\"model_version\":\"1\",\"outputs\":["
-      "{\"name\":\"y\",\"datatype\":\"FP16\",\"shape\":[1],\"parameters\":{\"binary_data_size\":2}},"
+      "{\"name\":\"y\",\"datatype\":\"FP16\",\"shape\":[1],\"parameters\":{\"binary_data_size\":2}}"
+      ","
       "{\"name\":\"z\",\"datatype\":\"FP64\",\"shape\":[1,2],\"data\":[[-Infinity,null]]}]}",
       "{\"name\":\"m\",\"versions\":[\"1\"],\"platform\":\"seifer\",\"inputs\":[{\"name\":\"x\","
       "\"datatype\":\"FP32\",\"shape\":[-1,3]}],\"outputs\":[{\"name\":\"y\",\"datatype\":\"INT8\","
@@ -564,8 +602,12 @@ static void test_fuzz(void **state) {
     for (int k = 0; k < nm && len > 1; k++) {
       size_t pos = fnext() % len;
       switch (fnext() % 5) {
-        case 0: b[pos] = (uint8_t)fnext(); break;
-        case 1: b[pos] = (uint8_t)dict[fnext() % (sizeof dict - 1)]; break;
+        case 0:
+          b[pos] = (uint8_t)fnext();
+          break;
+        case 1:
+          b[pos] = (uint8_t)dict[fnext() % (sizeof dict - 1)];
+          break;
         case 2: /* delete */
           memmove(b + pos, b + pos + 1, len - pos - 1);
           len--;
@@ -577,7 +619,9 @@ static void test_fuzz(void **state) {
             len++;
           }
           break;
-        case 4: len = pos + 1; break; /* truncate */
+        case 4:
+          len = pos + 1;
+          break; /* truncate */
       }
     }
     uint8_t *exact = malloc(len); /* exactly sized: any overread is an ASan error */
@@ -614,7 +658,8 @@ static void test_metrics_render(void **state) {
   (void)state;
   sf_metrics *m = sf__metrics_new();
   sf_counter *c = sf__metrics_counter(m, "seifer_requests_total", "Requests.", NULL);
-  sf_counter *c200 = sf__metrics_counter(m, "seifer_http_total", "By code\\status\nline.", "code=\"200\"");
+  sf_counter *c200 =
+      sf__metrics_counter(m, "seifer_http_total", "By code\\status\nline.", "code=\"200\"");
   sf_counter *c503 = sf__metrics_counter(m, "seifer_http_total", "ignored", "code=\"503\"");
   sf_gauge *g = sf__metrics_gauge(m, "seifer_inflight", "In flight.", "");
   double bounds[2] = {0.1, 1};
@@ -683,10 +728,11 @@ static void test_metrics_render(void **state) {
       "seifer_stage_seconds_bucket{stage=\"1\",le=\"0.0025\"} 0\n"
       "seifer_stage_seconds_bucket{stage=\"1\",le=\"0.005\"} 1\n";
   if (strncmp((char *)b.data, want, strlen(want))) fail_msg("rendered:\n%s", (char *)b.data);
-  assert_non_null(strstr((char *)b.data, "seifer_stage_seconds_bucket{stage=\"1\",le=\"60\"} 1\n"
-                                         "seifer_stage_seconds_bucket{stage=\"1\",le=\"+Inf\"} 1\n"
-                                         "seifer_stage_seconds_sum{stage=\"1\"} 0.003\n"
-                                         "seifer_stage_seconds_count{stage=\"1\"} 1\n"));
+  assert_non_null(strstr((char *)b.data,
+                         "seifer_stage_seconds_bucket{stage=\"1\",le=\"60\"} 1\n"
+                         "seifer_stage_seconds_bucket{stage=\"1\",le=\"+Inf\"} 1\n"
+                         "seifer_stage_seconds_sum{stage=\"1\"} 0.003\n"
+                         "seifer_stage_seconds_count{stage=\"1\"} 1\n"));
   assert_int_equal(sf__histogram_count(h), 4);
   sf__buf_deinit(&b);
   sf__metrics_free(m);
@@ -712,8 +758,8 @@ static void *mt_worker(void *p) {
 static void test_metrics_threads(void **state) {
   (void)state;
   sf_metrics *m = sf__metrics_new();
-  mt_arg a = {sf__metrics_counter(m, "c_total", "c", NULL), sf__metrics_histogram(m, "h", "h", NULL),
-              sf__metrics_gauge(m, "g", "g", NULL)};
+  mt_arg a = {sf__metrics_counter(m, "c_total", "c", NULL),
+              sf__metrics_histogram(m, "h", "h", NULL), sf__metrics_gauge(m, "g", "g", NULL)};
   pthread_t th[4];
   for (int i = 0; i < 4; i++) pthread_create(&th[i], NULL, mt_worker, &a);
   sf_buf b = {0};
@@ -743,7 +789,8 @@ typedef struct upload {
 } upload;
 
 static enum MHD_Result send_buf(struct MHD_Connection *c, int status, sf_buf *b, long json_len) {
-  struct MHD_Response *resp = MHD_create_response_from_buffer(b->len, b->data, MHD_RESPMEM_MUST_FREE);
+  struct MHD_Response *resp =
+      MHD_create_response_from_buffer(b->len, b->data, MHD_RESPMEM_MUST_FREE);
   b->data = NULL;
   b->len = b->cap = 0;
   if (json_len >= 0) {
@@ -751,7 +798,8 @@ static enum MHD_Result send_buf(struct MHD_Connection *c, int status, sf_buf *b,
     snprintf(v, sizeof v, "%ld", json_len);
     MHD_add_response_header(resp, "Inference-Header-Content-Length", v);
   }
-  MHD_add_response_header(resp, "Content-Type", json_len >= 0 ? "application/octet-stream" : "application/json");
+  MHD_add_response_header(resp, "Content-Type",
+                          json_len >= 0 ? "application/octet-stream" : "application/json");
   enum MHD_Result r = MHD_queue_response(c, (unsigned)status, resp);
   MHD_destroy_response(resp);
   return r;
@@ -785,6 +833,8 @@ static enum MHD_Result fake_handler(void *cls, struct MHD_Connection *c, const c
     return send_buf(c, 404, &out, -1);
   }
   int n = atomic_fetch_add(&f->n_infer, 1) + 1;
+  char model[64];
+  snprintf(model, sizeof model, "%.*s", (int)strcspn(url + 11, "/"), url + 11);
   if (!strncmp(url + 11, "slow/", 5)) sleep(1);
   if (!strncmp(url + 11, "garbage/", 8)) {
     sf__buf_put(&out, "{\"outputs\":5}", 13);
@@ -794,7 +844,8 @@ static enum MHD_Result fake_handler(void *cls, struct MHD_Connection *c, const c
     sf__kserve_error_body(&out, "overloaded");
     return send_buf(c, 503, &out, -1);
   }
-  const char *hl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Inference-Header-Content-Length");
+  const char *hl =
+      MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Inference-Header-Content-Length");
   sf_kserve_req *r = calloc(1, sizeof *r);
   int status = 200;
   size_t jl = 0;
@@ -804,7 +855,7 @@ static enum MHD_Result fake_handler(void *cls, struct MHD_Connection *c, const c
   } else {
     sf_tensor y = r->inputs[0];
     y.name = "y";
-    if (sf__kserve_build_response(&out, &jl, url + 11, "1", r, &y, 1, &e) < 0) {
+    if (sf__kserve_build_response(&out, &jl, model, "1", r, &y, 1, &e) < 0) {
       status = 400;
       out.len = 0;
       sf__kserve_error_body(&out, e.msg);
@@ -826,9 +877,9 @@ static void fake_done(void *cls, struct MHD_Connection *c, void **con_cls,
 
 static fake *fake_start(int port) {
   fake *f = calloc(1, sizeof *f);
-  f->d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION, (uint16_t)port,
-                          NULL, NULL, fake_handler, f, MHD_OPTION_NOTIFY_COMPLETED, fake_done, f,
-                          MHD_OPTION_END);
+  f->d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION,
+                          (uint16_t)port, NULL, NULL, fake_handler, f, MHD_OPTION_NOTIFY_COMPLETED,
+                          fake_done, f, MHD_OPTION_END);
   assert_non_null(f->d);
   const union MHD_DaemonInfo *di = MHD_get_daemon_info(f->d, MHD_DAEMON_INFO_BIND_PORT);
   f->port = di->port;
@@ -871,12 +922,15 @@ static void test_client_request(void **state) {
     assert_non_null(strstr(url, "127.0.0.1"));
     assert_string_equal(strstr(url, "/v2/"), "/v2/models/m/infer");
     sf_http_resp hr;
-    assert_int_equal(sf__http_call(url, body.data, body.len, binary ? (long)jl : -1, 5, &hr, &e), 0);
+    assert_int_equal(sf__http_call(url, body.data, body.len, binary ? (long)jl : -1, 5, &hr, &e),
+                     0);
     assert_int_equal(hr.status, 200);
     assert_int_equal(hr.header_len >= 0, binary);
     sf_kserve_resp *rp = calloc(1, sizeof *rp);
-    assert_int_equal(sf__kserve_parse_response(hr.body.data, hr.body.len, hr.header_len, rp, &e), 0);
+    assert_int_equal(sf__kserve_parse_response(hr.body.data, hr.body.len, hr.header_len, rp, &e),
+                     0);
     assert_int_equal(rp->n_outputs, 1);
+    assert_string_equal(rp->model_name, "m");
     assert_string_equal(rp->outputs[0].name, "y");
     assert_memory_equal(rp->outputs[0].data, rq->inputs[0].data, 16);
     sf__kserve_resp_deinit(rp);
@@ -928,8 +982,14 @@ static void test_loadgen(void **state) {
   sf_buf body = {0};
   long hl;
   loadgen_body(0, &body, &hl);
-  sf_loadgen_opts o = {.url = base, .model = "m", .body = body.data, .body_len = body.len,
-                       .header_len = hl, .concurrency = 4, .count = 40, .timeout_s = 10};
+  sf_loadgen_opts o = {.url = base,
+                       .model = "m",
+                       .body = body.data,
+                       .body_len = body.len,
+                       .header_len = hl,
+                       .concurrency = 4,
+                       .count = 40,
+                       .timeout_s = 10};
   sf_loadgen_result r;
   sf_err e = {0};
   assert_int_equal(sf__loadgen_run(&o, &r, &e), 0);
@@ -1005,13 +1065,20 @@ int main(int argc, char **argv) {
     for (;;) pause();
   }
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_parse_flat_fp32),  cmocka_unit_test(test_parse_nested_types),
-      cmocka_unit_test(test_parse_binary),     cmocka_unit_test(test_parse_errors),
-      cmocka_unit_test(test_parse_escaped_keys), cmocka_unit_test(test_fmt_f32),
-      cmocka_unit_test(test_error_body),       cmocka_unit_test(test_response_roundtrip),
-      cmocka_unit_test(test_request_roundtrip), cmocka_unit_test(test_metadata),
-      cmocka_unit_test(test_fuzz),             cmocka_unit_test(test_metrics_render),
-      cmocka_unit_test(test_metrics_threads),  cmocka_unit_test(test_client_request),
+      cmocka_unit_test(test_parse_flat_fp32),
+      cmocka_unit_test(test_parse_nested_types),
+      cmocka_unit_test(test_parse_binary),
+      cmocka_unit_test(test_parse_errors),
+      cmocka_unit_test(test_parse_escaped_keys),
+      cmocka_unit_test(test_fmt_f32),
+      cmocka_unit_test(test_error_body),
+      cmocka_unit_test(test_response_roundtrip),
+      cmocka_unit_test(test_request_roundtrip),
+      cmocka_unit_test(test_metadata),
+      cmocka_unit_test(test_fuzz),
+      cmocka_unit_test(test_metrics_render),
+      cmocka_unit_test(test_metrics_threads),
+      cmocka_unit_test(test_client_request),
       cmocka_unit_test(test_loadgen),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

@@ -143,22 +143,33 @@ static int prepare(const kopts *k, sf_kserve_meta *meta, sf_kserve_req *req, sf_
 static double elem(const sf_tensor *t, int64_t i) {
   const void *d = t->data;
   switch (t->dtype) {
-    case SF_F32: return ((const float *)d)[i];
-    case SF_F64: return ((const double *)d)[i];
+    case SF_F32:
+      return ((const float *)d)[i];
+    case SF_F64:
+      return ((const double *)d)[i];
     case SF_F16: {
       uint16_t h = ((const uint16_t *)d)[i];
       int e = (h >> 10) & 0x1f, m = h & 0x3ff;
       double v = e == 0 ? ldexp(m, -24) : e == 31 ? (m ? NAN : INFINITY) : ldexp(m + 1024, e - 25);
       return h >> 15 ? -v : v;
     }
-    case SF_BOOL: case SF_U8: return ((const uint8_t *)d)[i];
-    case SF_I8: return ((const int8_t *)d)[i];
-    case SF_U16: return ((const uint16_t *)d)[i];
-    case SF_I16: return ((const int16_t *)d)[i];
-    case SF_U32: return ((const uint32_t *)d)[i];
-    case SF_I32: return ((const int32_t *)d)[i];
-    case SF_U64: return (double)((const uint64_t *)d)[i];
-    case SF_I64: return (double)((const int64_t *)d)[i];
+    case SF_BOOL:
+    case SF_U8:
+      return ((const uint8_t *)d)[i];
+    case SF_I8:
+      return ((const int8_t *)d)[i];
+    case SF_U16:
+      return ((const uint16_t *)d)[i];
+    case SF_I16:
+      return ((const int16_t *)d)[i];
+    case SF_U32:
+      return ((const uint32_t *)d)[i];
+    case SF_I32:
+      return ((const int32_t *)d)[i];
+    case SF_U64:
+      return (double)((const uint64_t *)d)[i];
+    case SF_I64:
+      return (double)((const int64_t *)d)[i];
   }
   return NAN;
 }
@@ -261,9 +272,9 @@ static int run_request(int argc, char **argv) {
     goto out;
   }
   printf("model %s%s%s: %d output%s in %.1f ms (%zu bytes sent, %zu received)\n",
-         resp->model_name[0] ? resp->model_name : k.model, resp->model_version[0] ? " version " : "",
-         resp->model_version, resp->n_outputs, resp->n_outputs == 1 ? "" : "s", ms, body.len,
-         hr.body.len);
+         resp->model_name[0] ? resp->model_name : k.model,
+         resp->model_version[0] ? " version " : "", resp->model_version, resp->n_outputs,
+         resp->n_outputs == 1 ? "" : "s", ms, body.len, hr.body.len);
   for (int i = 0; i < resp->n_outputs; i++) {
     const sf_tensor *t = &resp->outputs[i];
     printf("  %s  %s [", t->name, sf__kserve_dtype_name(t->dtype));
@@ -400,7 +411,9 @@ out:
   return rc;
 }
 
-const sf_cmd sf_cmd_request = {"request", "send one KServe v2 inference request, summarise the answer",
+const sf_cmd sf_cmd_request = {"request",
+                               "send one KServe v2 inference request, summarise the answer",
                                run_request, usage_request};
-const sf_cmd sf_cmd_loadgen = {"loadgen", "load a KServe v2 endpoint: throughput, latency, failures",
+const sf_cmd sf_cmd_loadgen = {"loadgen",
+                               "load a KServe v2 endpoint: throughput, latency, failures",
                                run_loadgen, usage_loadgen};

@@ -15,7 +15,9 @@
 
 static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
 static CURLcode curl_init_rc;
-static void curl_init(void) { curl_init_rc = curl_global_init(CURL_GLOBAL_DEFAULT); }
+static void curl_init(void) {
+  curl_init_rc = curl_global_init(CURL_GLOBAL_DEFAULT);
+}
 
 int sf__curl_global(sf_err *err) {
   pthread_once(&curl_once, curl_init);
@@ -49,7 +51,8 @@ size_t sf__curl_header_cb(char *p, size_t size, size_t n, void *ud) {
     size_t i = sizeof key - 1;
     while (i < k && (p[i] == ' ' || p[i] == '\t')) i++;
     size_t d0 = i;
-    while (i < k && p[i] >= '0' && p[i] <= '9' && v < (long)SF_KSERVE_MAX_BODY) v = v * 10 + (p[i++] - '0');
+    while (i < k && p[i] >= '0' && p[i] <= '9' && v < (long)SF_KSERVE_MAX_BODY)
+      v = v * 10 + (p[i++] - '0');
     while (i < k && (p[i] == ' ' || p[i] == '\t' || p[i] == '\r' || p[i] == '\n')) i++;
     s->header_len = i == k && i > d0 ? v : -2; /* -2: malformed */
   }
@@ -117,7 +120,8 @@ int sf__http_call(const char *url, const void *body, size_t len, long header_len
     if (sink.too_big)
       rc = sf__errf(err, SF_ELIMIT, "%s: answer larger than %zu bytes", url, SF_KSERVE_MAX_BODY);
     else
-      rc = sf__errf(err, SF_EIO, "%s: %s", url, sink.errbuf[0] ? sink.errbuf : curl_easy_strerror(cc));
+      rc = sf__errf(err, SF_EIO, "%s: %s", url,
+                    sink.errbuf[0] ? sink.errbuf : curl_easy_strerror(cc));
     goto done;
   }
   if (sink.header_len == -2) {
@@ -164,13 +168,14 @@ int sf__kclient_url(char *out, size_t cap, const char *base, const char *model, 
   if (!base || (strncmp(base, "http://", 7) && strncmp(base, "https://", 8)))
     return sf__errf(err, SF_EINVAL, "--url: expected http://HOST:PORT, got '%s'", base ? base : "");
   const char *host = strstr(base, "://") + 3;
-  if (!*host || *host == '/')
-    return sf__errf(err, SF_EINVAL, "--url '%s': no host", base);
+  if (!*host || *host == '/') return sf__errf(err, SF_EINVAL, "--url '%s': no host", base);
   for (const char *p = base; *p; p++)
     if ((unsigned char)*p <= ' ' || *p == '?' || *p == '#')
-      return sf__errf(err, SF_EINVAL, "--url '%s': spaces, queries and fragments are not allowed", base);
+      return sf__errf(err, SF_EINVAL, "--url '%s': spaces, queries and fragments are not allowed",
+                      base);
   if (!model || !*model || strlen(model) >= SF_KSERVE_MAX_NAME)
-    return sf__errf(err, SF_EINVAL, "--model: expected a name of 1..%d bytes", SF_KSERVE_MAX_NAME - 1);
+    return sf__errf(err, SF_EINVAL, "--model: expected a name of 1..%d bytes",
+                    SF_KSERVE_MAX_NAME - 1);
   size_t bl = strlen(base);
   while (bl > 0 && base[bl - 1] == '/') bl--;
   char esc[3 * SF_KSERVE_MAX_NAME + 1];
@@ -231,14 +236,33 @@ static int fill_random(sf_tensor *t, uint64_t *seed, sf_err *err) {
     uint64_t r = rnd(seed);
     double u = (double)(r >> 11) * 0x1p-53;
     switch (t->dtype) {
-      case SF_F32: ((float *)t->data)[i] = (float)u; break;
-      case SF_F64: ((double *)t->data)[i] = u; break;
-      case SF_F16: ((uint16_t *)t->data)[i] = (uint16_t)(0x3c00 | (r & 0x3ff)) - 0x400; break; /* [0.5,1) */
-      case SF_BOOL: ((uint8_t *)t->data)[i] = (uint8_t)(r & 1); break;
-      case SF_U8: case SF_I8: ((uint8_t *)t->data)[i] = (uint8_t)(r % 10); break;
-      case SF_U16: case SF_I16: ((uint16_t *)t->data)[i] = (uint16_t)(r % 10); break;
-      case SF_U32: case SF_I32: ((uint32_t *)t->data)[i] = (uint32_t)(r % 10); break;
-      default: ((uint64_t *)t->data)[i] = r % 10; break;
+      case SF_F32:
+        ((float *)t->data)[i] = (float)u;
+        break;
+      case SF_F64:
+        ((double *)t->data)[i] = u;
+        break;
+      case SF_F16:
+        ((uint16_t *)t->data)[i] = (uint16_t)(0x3c00 | (r & 0x3ff)) - 0x400;
+        break; /* [0.5,1) */
+      case SF_BOOL:
+        ((uint8_t *)t->data)[i] = (uint8_t)(r & 1);
+        break;
+      case SF_U8:
+      case SF_I8:
+        ((uint8_t *)t->data)[i] = (uint8_t)(r % 10);
+        break;
+      case SF_U16:
+      case SF_I16:
+        ((uint16_t *)t->data)[i] = (uint16_t)(r % 10);
+        break;
+      case SF_U32:
+      case SF_I32:
+        ((uint32_t *)t->data)[i] = (uint32_t)(r % 10);
+        break;
+      default:
+        ((uint64_t *)t->data)[i] = r % 10;
+        break;
     }
   }
   return 0;
@@ -265,7 +289,8 @@ int sf__kclient_make_inputs(const sf_kserve_meta *m, const sf_kclient_input_opts
     } else if (m->n_inputs == 1) {
       target = 0;
     } else {
-      return sf__errf(err, SF_EINVAL, "model '%s' has %d inputs: name the one in --input with --input-name",
+      return sf__errf(err, SF_EINVAL,
+                      "model '%s' has %d inputs: name the one in --input with --input-name",
                       m->name, m->n_inputs);
     }
     if (!o->file) return sf__errf(err, SF_EINVAL, "--input-name given without --input");

@@ -23,7 +23,8 @@
 
 #include "serve/kserve.h"
 
-/* ---- one-shot HTTP ---------------------------------------------------------------------------- */
+/* ---- one-shot HTTP ----------------------------------------------------------------------------
+ */
 typedef struct sf_http_resp {
   long status;     /* HTTP status */
   long header_len; /* Inference-Header-Content-Length of the answer, -1 when absent */
@@ -62,34 +63,35 @@ typedef struct sf_kclient_input_opts {
 int sf__kclient_make_inputs(const sf_kserve_meta *m, const sf_kclient_input_opts *o,
                             sf_kserve_req *req, sf_err *err);
 
-/* ---- load generator --------------------------------------------------------------------------- */
+/* ---- load generator ---------------------------------------------------------------------------
+ */
 typedef struct sf_loadgen_opts {
-  const char *url;     /* base URL */
+  const char *url; /* base URL */
   const char *model;
   const uint8_t *body; /* the request sent every time */
   size_t body_len;
-  long header_len;     /* JSON part length when the body has binary inputs, else -1 */
-  int concurrency;     /* requests in flight (1..4096) */
-  double duration_s;   /* stop starting requests after this long (0: use count) */
-  int64_t count;       /* or after this many (0: use duration) */
-  double timeout_s;    /* per request */
-  int progress;        /* a line on stderr every second */
+  long header_len;             /* JSON part length when the body has binary inputs, else -1 */
+  int concurrency;             /* requests in flight (1..4096) */
+  double duration_s;           /* stop starting requests after this long (0: use count) */
+  int64_t count;               /* or after this many (0: use duration) */
+  double timeout_s;            /* per request */
+  int progress;                /* a line on stderr every second */
   volatile sig_atomic_t *stop; /* optional: set to end early (SIGINT) */
 } sf_loadgen_opts;
 
 #define SF_LOADGEN_MAX_REASONS 16
 typedef struct sf_loadgen_reason {
-  char name[48];     /* "http_503", "timeout", "connect", "transport", "bad_response", ... */
+  char name[48]; /* "http_503", "timeout", "connect", "transport", "bad_response", ... */
   int64_t count;
   char example[256]; /* the first message seen */
 } sf_loadgen_reason;
 
 typedef struct sf_loadgen_result {
   int64_t requests, ok, failed;
-  double duration_s;       /* first start to last answer */
-  double throughput_per_s; /* ok / duration_s */
+  double duration_s;                              /* first start to last answer */
+  double throughput_per_s;                        /* ok / duration_s */
   double p50_ms, p90_ms, p99_ms, max_ms, mean_ms; /* latency of the successful requests */
-  int n_reasons;           /* failures by reason ("other" collects any beyond the table) */
+  int n_reasons; /* failures by reason ("other" collects any beyond the table) */
   sf_loadgen_reason reasons[SF_LOADGEN_MAX_REASONS];
 } sf_loadgen_result;
 

@@ -12,11 +12,12 @@
 static const struct {
   const char *name;
   int dtype;
-} dtypes[] = {{"BOOL", SF_BOOL},   {"UINT8", SF_U8},  {"UINT16", SF_U16}, {"UINT32", SF_U32},
-              {"UINT64", SF_U64},  {"INT8", SF_I8},   {"INT16", SF_I16},  {"INT32", SF_I32},
-              {"INT64", SF_I64},   {"FP16", SF_F16},  {"FP32", SF_F32},   {"FP64", SF_F64}};
+} dtypes[] = {{"BOOL", SF_BOOL},  {"UINT8", SF_U8}, {"UINT16", SF_U16}, {"UINT32", SF_U32},
+              {"UINT64", SF_U64}, {"INT8", SF_I8},  {"INT16", SF_I16},  {"INT32", SF_I32},
+              {"INT64", SF_I64},  {"FP16", SF_F16}, {"FP32", SF_F32},   {"FP64", SF_F64}};
 #define N_DTYPES (int)(sizeof dtypes / sizeof dtypes[0])
-#define DTYPE_LIST "BOOL, UINT8, UINT16, UINT32, UINT64, INT8, INT16, INT32, INT64, FP16, FP32, FP64"
+#define DTYPE_LIST \
+  "BOOL, UINT8, UINT16, UINT32, UINT64, INT8, INT16, INT32, INT64, FP16, FP32, FP64"
 
 int sf__kserve_dtype(const char *name) {
   for (int i = 0; name && i < N_DTYPES; i++)
@@ -30,7 +31,9 @@ const char *sf__kserve_dtype_name(int dtype) {
   return NULL;
 }
 
-static int is_float(int dtype) { return dtype == SF_F32 || dtype == SF_F64 || dtype == SF_F16; }
+static int is_float(int dtype) {
+  return dtype == SF_F32 || dtype == SF_F64 || dtype == SF_F16;
+}
 
 /* IEEE half <-> float/double, round to nearest even. */
 static float half_to_float(uint16_t h) {
@@ -118,9 +121,12 @@ size_t sf__fmt_f32(char *p, float f) {
   for (int tries = 0; tries < 4; tries++) {
     int k = 8 - e10;
     m = k >= 0 ? v * p10[k] : v / p10[-k];
-    if (m >= 1e9) e10++;
-    else if (m < 1e8) e10--;
-    else break;
+    if (m >= 1e9)
+      e10++;
+    else if (m < 1e8)
+      e10--;
+    else
+      break;
   }
   double fl = floor(m), frac = m - fl;
   if (m < 1e8 || m >= 1e9 || fabs(frac - 0.5) < 1e-5)
@@ -171,7 +177,8 @@ size_t sf__fmt_f32(char *p, float f) {
 static size_t fmt_elem(char *p, const sf_tensor *t, int64_t i) {
   const void *d = t->data;
   switch (t->dtype) {
-    case SF_F32: return sf__fmt_f32(p, ((const float *)d)[i]);
+    case SF_F32:
+      return sf__fmt_f32(p, ((const float *)d)[i]);
     case SF_F64: {
       double v = ((const double *)d)[i];
       return isfinite(v) ? (size_t)snprintf(p, 32, "%.17g", v) : fmt_nonfinite(p, v);
@@ -187,14 +194,22 @@ static size_t fmt_elem(char *p, const sf_tensor *t, int64_t i) {
       }
       memcpy(p, "false", 5);
       return 5;
-    case SF_U8: return fmt_u64(p, ((const uint8_t *)d)[i]);
-    case SF_U16: return fmt_u64(p, ((const uint16_t *)d)[i]);
-    case SF_U32: return fmt_u64(p, ((const uint32_t *)d)[i]);
-    case SF_U64: return fmt_u64(p, ((const uint64_t *)d)[i]);
-    case SF_I8: return fmt_i64(p, ((const int8_t *)d)[i]);
-    case SF_I16: return fmt_i64(p, ((const int16_t *)d)[i]);
-    case SF_I32: return fmt_i64(p, ((const int32_t *)d)[i]);
-    case SF_I64: return fmt_i64(p, ((const int64_t *)d)[i]);
+    case SF_U8:
+      return fmt_u64(p, ((const uint8_t *)d)[i]);
+    case SF_U16:
+      return fmt_u64(p, ((const uint16_t *)d)[i]);
+    case SF_U32:
+      return fmt_u64(p, ((const uint32_t *)d)[i]);
+    case SF_U64:
+      return fmt_u64(p, ((const uint64_t *)d)[i]);
+    case SF_I8:
+      return fmt_i64(p, ((const int8_t *)d)[i]);
+    case SF_I16:
+      return fmt_i64(p, ((const int16_t *)d)[i]);
+    case SF_I32:
+      return fmt_i64(p, ((const int32_t *)d)[i]);
+    case SF_I64:
+      return fmt_i64(p, ((const int64_t *)d)[i]);
   }
   SF_CHECK(0 && "dtype checked by the caller");
   return 0;
@@ -209,7 +224,9 @@ typedef struct jw {
 static void jw_raw(jw *w, const void *p, size_t n) {
   if (!w->bad && sf__buf_put(w->b, p, n) < 0) w->bad = 1;
 }
-static void jw_s(jw *w, const char *s) { jw_raw(w, s, strlen(s)); }
+static void jw_s(jw *w, const char *s) {
+  jw_raw(w, s, strlen(s));
+}
 static void jw_str(jw *w, const char *s) {
   if (!w->bad && sf__json_put_string(w->b, s) < 0) w->bad = 1;
 }
@@ -250,11 +267,21 @@ int sf__json_put_string(sf_buf *b, const char *s) {
       static const char hex[] = "0123456789abcdef";
       *p++ = '\\';
       switch (c) {
-        case '\n': *p++ = 'n'; break;
-        case '\r': *p++ = 'r'; break;
-        case '\t': *p++ = 't'; break;
-        case '\b': *p++ = 'b'; break;
-        case '\f': *p++ = 'f'; break;
+        case '\n':
+          *p++ = 'n';
+          break;
+        case '\r':
+          *p++ = 'r';
+          break;
+        case '\t':
+          *p++ = 't';
+          break;
+        case '\b':
+          *p++ = 'b';
+          break;
+        case '\f':
+          *p++ = 'f';
+          break;
         default:
           memcpy(p, "u00", 3);
           p += 3;
@@ -372,7 +399,8 @@ int sf__kserve_build_response(sf_buf *out, size_t *json_len, const char *model, 
         for (int i = 0; i < n_outs; i++)
           snprintf(names + strlen(names), sizeof names - strlen(names), "%s'%.100s'", i ? ", " : "",
                    outs[i].name ? outs[i].name : "?");
-        return sf__errf(err, SF_ENOTFOUND, "requested output '%s' is not an output of the model (%s)",
+        return sf__errf(err, SF_ENOTFOUND,
+                        "requested output '%s' is not an output of the model (%s)",
                         req->outputs[k].name, n_outs ? names : "none");
       }
       sel[n] = found;
@@ -479,8 +507,8 @@ int sf__kserve_metadata(sf_buf *out, const char *model, const char *version, con
   int rc;
   size_t start = out->len;
   if (n_in < 0 || n_out < 0 || n_in > SF_KSERVE_MAX_TENSORS || n_out > SF_KSERVE_MAX_TENSORS)
-    return sf__errf(err, SF_ELIMIT, "metadata with %d inputs and %d outputs (at most %d each)", n_in,
-                    n_out, SF_KSERVE_MAX_TENSORS);
+    return sf__errf(err, SF_ELIMIT, "metadata with %d inputs and %d outputs (at most %d each)",
+                    n_in, n_out, SF_KSERVE_MAX_TENSORS);
   for (int i = 0; i < n_in; i++)
     if ((rc = check_out_tensor(&ins[i], "input", 0, NULL, err)) < 0) return rc;
   for (int i = 0; i < n_out; i++)
@@ -523,8 +551,12 @@ static int jerr(sf_err *err, size_t at, const char *what) {
   return sf__errf(err, SF_EFORMAT, "invalid JSON at byte %zu: %s", at, what);
 }
 
-static int is_ws(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
-static int is_digit(char c) { return c >= '0' && c <= '9'; }
+static int is_ws(char c) {
+  return c == ' ' || c == '\t' || c == '\n' || c == '\r';
+}
+static int is_digit(char c) {
+  return c >= '0' && c <= '9';
+}
 static int is_hex(char c) {
   return is_digit(c) || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
 }
@@ -577,7 +609,8 @@ static int scan_scalar(const char *s, size_t n, size_t *pos, int in_data, sf_err
     }
   if (s[p] == '-') p++;
   if (p >= n || !is_digit(s[p])) return jerr(err, *pos, "expected a value");
-  if (s[p] == '0') p++;
+  if (s[p] == '0')
+    p++;
   else
     while (p < n && is_digit(s[p])) p++;
   if (p < n && s[p] == '.') {
@@ -613,7 +646,12 @@ static int key_is(const char *s, size_t a, size_t b, const char *w) {
         c = (char)v;
         p += 6;
       } else {
-        c = e == 'b' ? '\b' : e == 'f' ? '\f' : e == 'n' ? '\n' : e == 'r' ? '\r' : e == 't' ? '\t' : e;
+        c = e == 'b'   ? '\b'
+            : e == 'f' ? '\f'
+            : e == 'n' ? '\n'
+            : e == 'r' ? '\r'
+            : e == 't' ? '\t'
+                       : e;
         p += 2;
       }
     } else {
@@ -674,8 +712,10 @@ static int scan_json(const char *s, size_t n, const char *list, scan_res *res, s
           }
           continue;
         }
-        if (c == '"') rc = scan_string(s, n, &p, err);
-        else rc = scan_scalar(s, n, &p, next_role == R_IN_DATA, err);
+        if (c == '"')
+          rc = scan_string(s, n, &p, err);
+        else
+          rc = scan_scalar(s, n, &p, next_role == R_IN_DATA, err);
         if (rc < 0) return rc;
         state = S_AFTER;
         continue;
@@ -719,8 +759,7 @@ static int scan_json(const char *s, size_t n, const char *list, scan_res *res, s
           f->seen = 1;
           next_role = R_LIST;
         } else if (f->role == R_TENSOR && key_is(s, k0, k1, "data")) {
-          if (f->seen)
-            return sf__errf(err, SF_EFORMAT, "%s[%d]: duplicate key 'data'", list, f->j);
+          if (f->seen) return sf__errf(err, SF_EFORMAT, "%s[%d]: duplicate key 'data'", list, f->j);
           f->seen = 1;
           next_role = R_DATA;
           next_j = f->j;
@@ -729,7 +768,7 @@ static int scan_json(const char *s, size_t n, const char *list, scan_res *res, s
         continue;
       }
     }
-  close: {
+  close : {
     scan_frame *f = &st[--sp];
     p++;
     if (f->role == R_DATA) {
@@ -742,22 +781,35 @@ static int scan_json(const char *s, size_t n, const char *list, scan_res *res, s
   }
 }
 
-/* Scan, blank the data arrays out of a copy and parse the rest with cJSON. */
+/* Scan, then parse the text with every data array replaced by "[]" with cJSON (a copy of the
+ * text without the arrays: small, whatever the size of the tensors). */
 static cJSON *parse_doc(const char *s, size_t n, const char *list, scan_res *sr, sf_err *err) {
   if (scan_json(s, n, list, sr, err) < 0) return NULL;
   cJSON *root;
   if (!sr->any) {
     root = cJSON_ParseWithLength(s, n);
   } else {
-    char *c = sf__malloc(n);
+    size_t keep = n;
+    for (int j = 0; j < SF_KSERVE_MAX_TENSORS; j++)
+      if (sr->has[j]) keep -= sr->end[j] - sr->start[j] - 2;
+    char *c = sf__malloc(keep);
     if (!c) {
       sf__errf(err, SF_ENOMEM, "out of memory parsing the JSON body");
       return NULL;
     }
-    memcpy(c, s, n);
-    for (int j = 0; j < SF_KSERVE_MAX_TENSORS; j++)
-      if (sr->has[j]) memset(c + sr->start[j] + 1, ' ', sr->end[j] - sr->start[j] - 2);
-    root = cJSON_ParseWithLength(c, n);
+    /* spans are disjoint and, by element index, in text order */
+    size_t from = 0, o = 0;
+    for (int j = 0; j < SF_KSERVE_MAX_TENSORS; j++) {
+      if (!sr->has[j]) continue;
+      memcpy(c + o, s + from, sr->start[j] + 1 - from);
+      o += sr->start[j] + 1 - from;
+      c[o++] = ']';
+      from = sr->end[j];
+    }
+    memcpy(c + o, s + from, n - from);
+    o += n - from;
+    SF_CHECK(o == keep);
+    root = cJSON_ParseWithLength(c, keep);
     free(c);
   }
   if (!root) sf__errf(err, SF_ENOMEM, "out of memory parsing the JSON body");
@@ -817,11 +869,12 @@ static int token_double(const char *s, size_t a, size_t e, double *out) {
     *out = neg ? -v : v;
     return 0;
   }
-  char buf[512];
-  if (e - a >= sizeof buf) return -1;
+  char sbuf[128], *buf = e - a < sizeof sbuf ? sbuf : sf__malloc(e - a + 1);
+  if (!buf) return -1;
   memcpy(buf, s + a, e - a);
   buf[e - a] = 0;
   *out = strtod(buf, NULL);
+  if (buf != sbuf) free(buf);
   return 0;
 }
 
@@ -837,19 +890,23 @@ static int read_value(const char *s, size_t *pp, size_t b, const sf_tensor *t, i
     return sf__errf(err, SF_EINVAL, "%s '%s': data[%lld]: expected a %s", k, t->name, (long long)i,
                     t->dtype == SF_BOOL ? "boolean" : "number");
   if (t->dtype == SF_BOOL) {
-    int v = match_word(s, e, a, "true") && e - a == 4 ? 1
-            : match_word(s, e, a, "false") && e - a == 5 ? 0 : -1;
+    int v = match_word(s, e, a, "true") && e - a == 4    ? 1
+            : match_word(s, e, a, "false") && e - a == 5 ? 0
+                                                         : -1;
     if (v < 0)
-      return sf__errf(err, SF_EINVAL, "%s '%s': data[%lld]: '%.*s' is not true or false",
-                      k, t->name, (long long)i, tl, tok);
+      return sf__errf(err, SF_EINVAL, "%s '%s': data[%lld]: '%.*s' is not true or false", k,
+                      t->name, (long long)i, tl, tok);
     ((uint8_t *)t->data)[i] = (uint8_t)v;
     return 0;
   }
   if (is_float(t->dtype)) {
     double v;
-    if ((e - a == 4 && !memcmp(tok, "null", 4)) || (e - a == 3 && !memcmp(tok, "NaN", 3))) v = NAN;
-    else if (e - a == 8 && !memcmp(tok, "Infinity", 8)) v = INFINITY;
-    else if (e - a == 9 && !memcmp(tok, "-Infinity", 9)) v = -INFINITY;
+    if ((e - a == 4 && !memcmp(tok, "null", 4)) || (e - a == 3 && !memcmp(tok, "NaN", 3)))
+      v = NAN;
+    else if (e - a == 8 && !memcmp(tok, "Infinity", 8))
+      v = INFINITY;
+    else if (e - a == 9 && !memcmp(tok, "-Infinity", 9))
+      v = -INFINITY;
     else if (!(is_digit(tok[0]) || tok[0] == '-') || token_double(s, a, e, &v) < 0)
       return sf__errf(err, SF_EINVAL, "%s '%s': data[%lld]: '%.*s' is not a number", k, t->name,
                       (long long)i, tl, tok);
@@ -858,14 +915,14 @@ static int read_value(const char *s, size_t *pp, size_t b, const sf_tensor *t, i
     } else if (t->dtype == SF_F32) {
       float f = (float)v;
       if (isinf(f) && isfinite(v))
-        return sf__errf(err, SF_EINVAL, "%s '%s': data[%lld]: %.*s is out of the range of FP32",
-                        k, t->name, (long long)i, tl, tok);
+        return sf__errf(err, SF_EINVAL, "%s '%s': data[%lld]: %.*s is out of the range of FP32", k,
+                        t->name, (long long)i, tl, tok);
       ((float *)t->data)[i] = f;
     } else {
       uint16_t h = double_to_half(v);
       if ((h & 0x7fff) == 0x7c00 && isfinite(v))
-        return sf__errf(err, SF_EINVAL, "%s '%s': data[%lld]: %.*s is out of the range of FP16",
-                        k, t->name, (long long)i, tl, tok);
+        return sf__errf(err, SF_EINVAL, "%s '%s': data[%lld]: %.*s is out of the range of FP16", k,
+                        t->name, (long long)i, tl, tok);
       ((uint16_t *)t->data)[i] = h;
     }
     return 0;
@@ -879,8 +936,10 @@ static int read_value(const char *s, size_t *pp, size_t b, const sf_tensor *t, i
   int ovf = 0;
   for (; p < e && is_digit(s[p]); p++) {
     unsigned d = (unsigned)(s[p] - '0');
-    if (mag > (UINT64_MAX - d) / 10) ovf = 1;
-    else mag = mag * 10 + d;
+    if (mag > (UINT64_MAX - d) / 10)
+      ovf = 1;
+    else
+      mag = mag * 10 + d;
   }
   if (p != e || p == d0)
     return sf__errf(err, SF_EINVAL, "%s '%s': data[%lld]: '%.*s' is not an integer", k, t->name,
@@ -888,25 +947,52 @@ static int read_value(const char *s, size_t *pp, size_t b, const sf_tensor *t, i
   int64_t lo;
   uint64_t hi;
   switch (t->dtype) {
-    case SF_I8: lo = INT8_MIN, hi = INT8_MAX; break;
-    case SF_I16: lo = INT16_MIN, hi = INT16_MAX; break;
-    case SF_I32: lo = INT32_MIN, hi = INT32_MAX; break;
-    case SF_I64: lo = INT64_MIN, hi = INT64_MAX; break;
-    case SF_U8: lo = 0, hi = UINT8_MAX; break;
-    case SF_U16: lo = 0, hi = UINT16_MAX; break;
-    case SF_U32: lo = 0, hi = UINT32_MAX; break;
-    default: lo = 0, hi = UINT64_MAX; break;
+    case SF_I8:
+      lo = INT8_MIN, hi = INT8_MAX;
+      break;
+    case SF_I16:
+      lo = INT16_MIN, hi = INT16_MAX;
+      break;
+    case SF_I32:
+      lo = INT32_MIN, hi = INT32_MAX;
+      break;
+    case SF_I64:
+      lo = INT64_MIN, hi = INT64_MAX;
+      break;
+    case SF_U8:
+      lo = 0, hi = UINT8_MAX;
+      break;
+    case SF_U16:
+      lo = 0, hi = UINT16_MAX;
+      break;
+    case SF_U32:
+      lo = 0, hi = UINT32_MAX;
+      break;
+    default:
+      lo = 0, hi = UINT64_MAX;
+      break;
   }
   int in = !ovf && (neg ? mag == 0 || (lo < 0 && mag <= (uint64_t)0 - (uint64_t)lo) : mag <= hi);
   if (!in)
-    return sf__errf(err, SF_EINVAL, "%s '%s': data[%lld]: %.*s is out of the range of %s",
-                    k, t->name, (long long)i, tl, tok, sf__kserve_dtype_name(t->dtype));
+    return sf__errf(err, SF_EINVAL, "%s '%s': data[%lld]: %.*s is out of the range of %s", k,
+                    t->name, (long long)i, tl, tok, sf__kserve_dtype_name(t->dtype));
   uint64_t u = neg ? (uint64_t)0 - mag : mag; /* two's complement */
   switch (t->dtype) {
-    case SF_I8: case SF_U8: ((uint8_t *)t->data)[i] = (uint8_t)u; break;
-    case SF_I16: case SF_U16: ((uint16_t *)t->data)[i] = (uint16_t)u; break;
-    case SF_I32: case SF_U32: ((uint32_t *)t->data)[i] = (uint32_t)u; break;
-    default: ((uint64_t *)t->data)[i] = u; break;
+    case SF_I8:
+    case SF_U8:
+      ((uint8_t *)t->data)[i] = (uint8_t)u;
+      break;
+    case SF_I16:
+    case SF_U16:
+      ((uint16_t *)t->data)[i] = (uint16_t)u;
+      break;
+    case SF_I32:
+    case SF_U32:
+      ((uint32_t *)t->data)[i] = (uint32_t)u;
+      break;
+    default:
+      ((uint64_t *)t->data)[i] = u;
+      break;
   }
   return 0;
 }
@@ -941,8 +1027,9 @@ static int read_data(const char *s, size_t a, size_t b, const sf_tensor *t, int6
       p++;
     } else if (c == '[') {
       if (level >= R)
-        return sf__errf(err, SF_EINVAL, "%s '%s': data: unexpected nested array after %lld values%s",
-                        k, t->name, (long long)idx, nested ? "" : " (flat data holds only values)");
+        return sf__errf(err, SF_EINVAL,
+                        "%s '%s': data: unexpected nested array after %lld values%s", k, t->name,
+                        (long long)idx, nested ? "" : " (flat data holds only values)");
       if (level >= 1) cnt[level]++;
       cnt[++level] = 0;
       p++;
@@ -970,8 +1057,9 @@ static int read_data(const char *s, size_t a, size_t b, const sf_tensor *t, int6
     }
   }
   if (idx != numel)
-    return sf__errf(err, SF_EINVAL, "%s '%s': data has %lld values, shape %s needs %lld", k, t->name,
-                    (long long)idx, shape_str(t->rank, t->dims, sh, sizeof sh), (long long)numel);
+    return sf__errf(err, SF_EINVAL, "%s '%s': data has %lld values, shape %s needs %lld", k,
+                    t->name, (long long)idx, shape_str(t->rank, t->dims, sh, sizeof sh),
+                    (long long)numel);
   return 0;
 }
 
@@ -997,7 +1085,8 @@ static int parse_tensor(pctx *c, const cJSON *o, int j, sf_tensor *t, int allow_
                         sf_err *err) {
   char sh[200];
   const char *k = c->kind;
-  if (!cJSON_IsObject(o)) return sf__errf(err, SF_EFORMAT, "%s[%d]: expected an object", c->list, j);
+  if (!cJSON_IsObject(o))
+    return sf__errf(err, SF_EFORMAT, "%s[%d]: expected an object", c->list, j);
   const cJSON *name = cJSON_GetObjectItemCaseSensitive(o, "name");
   if (!cJSON_IsString(name) || !name->valuestring[0])
     return sf__errf(err, SF_EFORMAT, "%s[%d].name: expected a non-empty string", c->list, j);
@@ -1005,8 +1094,7 @@ static int parse_tensor(pctx *c, const cJSON *o, int j, sf_tensor *t, int allow_
   if (nl >= SF_KSERVE_MAX_NAME)
     return sf__errf(err, SF_ELIMIT, "%s[%d].name: longer than %d bytes", c->list, j,
                     SF_KSERVE_MAX_NAME - 1);
-  if (!(t->name = sf__strdup(name->valuestring)))
-    return sf__errf(err, SF_ENOMEM, "out of memory");
+  if (!(t->name = sf__strdup(name->valuestring))) return sf__errf(err, SF_ENOMEM, "out of memory");
   const char *nm = t->name;
   const cJSON *dt = cJSON_GetObjectItemCaseSensitive(o, "datatype");
   if (!cJSON_IsString(dt))
@@ -1016,8 +1104,9 @@ static int parse_tensor(pctx *c, const cJSON *o, int j, sf_tensor *t, int allow_
     if (!strcmp(dt->valuestring, "BYTES") || !strcmp(dt->valuestring, "BF16"))
       return sf__errf(err, SF_EINVAL, "%s '%s': datatype %s is not supported", k, nm,
                       dt->valuestring);
-    return sf__errf(err, SF_EINVAL, "%s '%s': datatype '%.40s' unknown (expected one of " DTYPE_LIST ")",
-                    k, nm, dt->valuestring);
+    return sf__errf(err, SF_EINVAL,
+                    "%s '%s': datatype '%.40s' unknown (expected one of " DTYPE_LIST ")", k, nm,
+                    dt->valuestring);
   }
   const cJSON *shape = cJSON_GetObjectItemCaseSensitive(o, "shape");
   if (!cJSON_IsArray(shape))
@@ -1040,8 +1129,8 @@ static int parse_tensor(pctx *c, const cJSON *o, int j, sf_tensor *t, int allow_
       if (cJSON_IsNumber(x) && x->valuedouble > (double)SF_MAX_DIM)
         return sf__errf(err, SF_ELIMIT, "%s '%s': shape[%d] = %g is larger than %lld", k, nm, d,
                         x->valuedouble, (long long)SF_MAX_DIM);
-      return sf__errf(err, SF_EFORMAT, "%s '%s': shape[%d]: expected a non-negative integer", k,
-                      nm, d);
+      return sf__errf(err, SF_EFORMAT, "%s '%s': shape[%d]: expected a non-negative integer", k, nm,
+                      d);
     }
   }
   if (allow_dynamic) return 0; /* metadata: no data */
@@ -1090,26 +1179,28 @@ static int parse_tensor(pctx *c, const cJSON *o, int j, sf_tensor *t, int allow_
     if (t->dtype == SF_BOOL)
       for (int64_t i = 0; i < nbytes; i++)
         if (((uint8_t *)t->data)[i] > 1)
-          return sf__errf(err, SF_EINVAL, "%s '%s': binary BOOL element %lld is %u (must be 0 or 1)",
-                          k, nm, (long long)i, ((uint8_t *)t->data)[i]);
+          return sf__errf(err, SF_EINVAL,
+                          "%s '%s': binary BOOL element %lld is %u (must be 0 or 1)", k, nm,
+                          (long long)i, ((uint8_t *)t->data)[i]);
     return 0;
   }
   if (!data)
-    return sf__errf(err, SF_EINVAL, "%s '%s': no data (give \"data\" or parameters.binary_data_size)",
-                    k, nm);
+    return sf__errf(err, SF_EINVAL,
+                    "%s '%s': no data (give \"data\" or parameters.binary_data_size)", k, nm);
   if (!cJSON_IsArray(data) || !c->sr->has[j])
     return sf__errf(err, SF_EFORMAT, "%s '%s': data: expected an array", k, nm);
   size_t a = c->sr->start[j], b = c->sr->end[j];
   /* every value takes at least 2 characters ("1,"): bound the allocation by the text */
   if (numel > (int64_t)((b - a) / 2))
-    return sf__errf(err, SF_EINVAL, "%s '%s': data has fewer values than the %lld of shape %s", k, nm,
-                    (long long)numel, shape_str(rank, t->dims, sh, sizeof sh));
+    return sf__errf(err, SF_EINVAL, "%s '%s': data has fewer values than the %lld of shape %s", k,
+                    nm, (long long)numel, shape_str(rank, t->dims, sh, sizeof sh));
   if (!(t->data = sf__malloc((size_t)nbytes))) return sf__errf(err, SF_ENOMEM, "out of memory");
   return read_data(c->text, a, b, t, numel, k, err);
 }
 
 /* The tensor list under key c->list: count and duplicates checked. */
-static int parse_list(pctx *c, const cJSON *root, int required, sf_tensor *ts, int *n, sf_err *err) {
+static int parse_list(pctx *c, const cJSON *root, int required, sf_tensor *ts, int *n,
+                      sf_err *err) {
   const cJSON *l = cJSON_GetObjectItemCaseSensitive(root, c->list);
   int rc;
   *n = 0;
@@ -1120,7 +1211,8 @@ static int parse_list(pctx *c, const cJSON *root, int required, sf_tensor *ts, i
   if (!cJSON_IsArray(l)) return sf__errf(err, SF_EFORMAT, "%s: expected an array", c->list);
   int cnt = cJSON_GetArraySize(l);
   if (cnt > SF_KSERVE_MAX_TENSORS)
-    return sf__errf(err, SF_ELIMIT, "%s: %d tensors (at most %d)", c->list, cnt, SF_KSERVE_MAX_TENSORS);
+    return sf__errf(err, SF_ELIMIT, "%s: %d tensors (at most %d)", c->list, cnt,
+                    SF_KSERVE_MAX_TENSORS);
   if (required && cnt == 0) return sf__errf(err, SF_EINVAL, "%s: empty", c->list);
   int j = 0;
   for (const cJSON *o = l->child; o; o = o->next, j++) {
@@ -1155,8 +1247,8 @@ static cJSON *open_body(const uint8_t *body, size_t len, long header_len, const 
   if (header_len >= 0) {
     if ((size_t)header_len > len) {
       sf__errf(err, SF_EINVAL,
-               "Inference-Header-Content-Length %ld is larger than the body (%zu bytes)", header_len,
-               len);
+               "Inference-Header-Content-Length %ld is larger than the body (%zu bytes)",
+               header_len, len);
       return NULL;
     }
     jl = (size_t)header_len;
@@ -1301,7 +1393,8 @@ int sf__kserve_parse_response(const uint8_t *body, size_t len, long header_len, 
   cJSON *root = open_body(body, len, header_len, "outputs", &sr, &c, err);
   if (!root) return err ? err->code : SF_EFORMAT;
   if ((rc = get_string(root, "model_name", r->model_name, sizeof r->model_name, err)) < 0 ||
-      (rc = get_string(root, "model_version", r->model_version, sizeof r->model_version, err)) < 0 ||
+      (rc = get_string(root, "model_version", r->model_version, sizeof r->model_version, err)) <
+          0 ||
       (rc = get_string(root, "id", r->id, sizeof r->id, err)) < 0 ||
       (rc = parse_list(&c, root, 0, r->outputs, &r->n_outputs, err)) < 0)
     goto fail;

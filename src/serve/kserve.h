@@ -34,7 +34,7 @@
  *    outputs.
  *
  * Parsing never builds a JSON node per number: a scanner validates the whole JSON text and finds
- * the "data" arrays of the tensors, cJSON parses the rest (with those arrays blanked out), and
+ * the "data" arrays of the tensors, cJSON parses a copy of the rest (those arrays left out), and
  * the values are read straight from the text into the tensor (integers exactly, 64-bit ones
  * included). Allocation is bounded by the body: a tensor's byte size is checked against
  * SF_MAX_TENSOR_BYTES and against the values (or binary bytes) actually present before its
@@ -57,12 +57,12 @@ typedef struct sf_kserve_output_req {
 } sf_kserve_output_req;
 
 typedef struct sf_kserve_req {
-  char id[SF_KSERVE_MAX_NAME];                           /* "id" ("" when absent) */
+  char id[SF_KSERVE_MAX_NAME]; /* "id" ("" when absent) */
   int n_inputs;
-  sf_tensor inputs[SF_KSERVE_MAX_TENSORS];               /* name and data malloc'd, owned */
+  sf_tensor inputs[SF_KSERVE_MAX_TENSORS]; /* name and data malloc'd, owned */
   int n_outputs;
-  sf_kserve_output_req outputs[SF_KSERVE_MAX_TENSORS];   /* requested outputs; 0 = all */
-  int binary_default;                                    /* parameters.binary_data_output */
+  sf_kserve_output_req outputs[SF_KSERVE_MAX_TENSORS]; /* requested outputs; 0 = all */
+  int binary_default;                                  /* parameters.binary_data_output */
 } sf_kserve_req;
 
 /* Parse and validate a whole inference request body. header_len: the Inference-Header-Content-
@@ -86,7 +86,8 @@ int sf__kserve_build_response(sf_buf *out, size_t *json_len, const char *model, 
                               const sf_kserve_req *req, const sf_tensor *outs, int n_outs,
                               sf_err *err);
 
-/* {"error": "<msg>"} with JSON escaping (bytes that are not UTF-8 become U+FFFD). 0 or SF_ENOMEM. */
+/* {"error": "<msg>"} with JSON escaping (bytes that are not UTF-8 become U+FFFD). 0 or SF_ENOMEM.
+ */
 int sf__kserve_error_body(sf_buf *out, const char *msg);
 
 /* Model metadata: {"name","versions":[version],"platform":"seifer","inputs":[{"name","datatype",
@@ -129,8 +130,8 @@ const char *sf__kserve_dtype_name(int dtype);
 
 /* Append a JSON string literal (quotes, escapes; invalid UTF-8 -> U+FFFD). 0 or SF_ENOMEM. */
 int sf__json_put_string(sf_buf *b, const char *s);
-/* Append a float as "%.9g" would print it (a fast path with an exact fallback); non-finite
- * values as NaN, Infinity, -Infinity. 0 or SF_ENOMEM. Writes at most 16 bytes into p. */
+/* Write a float as "%.9g" prints it (a fast path with an exact fallback), non-finite values as
+ * NaN, Infinity, -Infinity; p needs 32 bytes; returns the length (no terminator). */
 size_t sf__fmt_f32(char *p, float f);
 
 #endif

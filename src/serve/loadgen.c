@@ -36,8 +36,10 @@ static void add_reason(sf_loadgen_result *r, const char *name, const char *msg) 
   for (int pass = 0; pass < 2 && !x; pass++) {
     for (int i = 0; i < r->n_reasons && !x; i++)
       if (!strcmp(r->reasons[i].name, name)) x = &r->reasons[i];
-    if (!x && r->n_reasons >= SF_LOADGEN_MAX_REASONS - 1) name = "other"; /* the last slot */
-    else break;
+    if (!x && r->n_reasons >= SF_LOADGEN_MAX_REASONS - 1)
+      name = "other"; /* the last slot */
+    else
+      break;
   }
   if (!x) {
     x = &r->reasons[r->n_reasons++];
@@ -53,11 +55,11 @@ static void finish(lg *g, slot *s, CURLcode cc) {
   char msg[512];
   r->requests++;
   if (cc != CURLE_OK) {
-    const char *why = s->sink.too_big                     ? "response_too_large"
-                      : cc == CURLE_OPERATION_TIMEDOUT    ? "timeout"
-                      : cc == CURLE_COULDNT_CONNECT ||
-                              cc == CURLE_COULDNT_RESOLVE_HOST ? "connect"
-                                                          : "transport";
+    const char *why = s->sink.too_big                  ? "response_too_large"
+                      : cc == CURLE_OPERATION_TIMEDOUT ? "timeout"
+                      : cc == CURLE_COULDNT_CONNECT || cc == CURLE_COULDNT_RESOLVE_HOST
+                          ? "connect"
+                          : "transport";
     add_reason(r, why, s->sink.errbuf[0] ? s->sink.errbuf : curl_easy_strerror(cc));
     return;
   }
@@ -216,8 +218,8 @@ int sf__loadgen_run(const sf_loadgen_opts *o, sf_loadgen_result *r, sf_err *err)
     }
     double now = sf__now();
     if (o->progress && now >= next_progress) {
-      fprintf(stderr, "loadgen: %4.0fs %10lld requests %9.1f req/s %8lld failed\n",
-              now - t_start, (long long)r->requests,
+      fprintf(stderr, "loadgen: %4.0fs %10lld requests %9.1f req/s %8lld failed\n", now - t_start,
+              (long long)r->requests,
               (double)(r->requests - last_requests) / (now - next_progress + 1.0),
               (long long)r->failed);
       last_requests = r->requests;

@@ -45,7 +45,7 @@ struct sf_metrics {
 };
 
 static const double latency_buckets[] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
-                                         0.5,   1,      2.5,   5,    10,    30,    60};
+                                         0.5,   1,      2.5,   5,    10,    30,   60};
 
 static uint64_t dbits(double d) {
   uint64_t u;
@@ -132,8 +132,10 @@ int sf__metrics_label_value(const char *v, char *out, size_t cap) {
       if (cap) out[o < cap ? o : cap - 1] = 0;
       return -1;
     }
-    if (rep) memcpy(out + o, rep, 2);
-    else out[o] = *v;
+    if (rep)
+      memcpy(out + o, rep, 2);
+    else
+      out[o] = *v;
     o += n;
   }
   if (!cap) return -1;
@@ -180,8 +182,10 @@ static void *reg(sf_metrics *m, const char *name, const char *help, const char *
       free(f);
       goto out;
     }
-    if (m->tail) m->tail->next = f;
-    else m->head = f;
+    if (m->tail)
+      m->tail->next = f;
+    else
+      m->head = f;
     m->tail = f;
   }
   series *s = sf__calloc(1, sizeof *s);
@@ -206,15 +210,18 @@ static void *reg(sf_metrics *m, const char *name, const char *help, const char *
   }
   s->labels = lc;
   s->h = h = nh;
-  if (f->tail) f->tail->next = s;
-  else f->head = s;
+  if (f->tail)
+    f->tail->next = s;
+  else
+    f->head = s;
   f->tail = s;
 out:
   pthread_mutex_unlock(&m->mu);
   return h;
 }
 
-sf_counter *sf__metrics_counter(sf_metrics *m, const char *name, const char *help, const char *labels) {
+sf_counter *sf__metrics_counter(sf_metrics *m, const char *name, const char *help,
+                                const char *labels) {
   return reg(m, name, help, labels, K_COUNTER, NULL, 0);
 }
 sf_gauge *sf__metrics_gauge(sf_metrics *m, const char *name, const char *help, const char *labels) {
@@ -239,8 +246,8 @@ uint64_t sf__counter_get(const sf_counter *c) {
 
 static void add_double(atomic_uint_fast64_t *a, double d) {
   uint_fast64_t old = atomic_load_explicit(a, memory_order_relaxed);
-  while (!atomic_compare_exchange_weak_explicit(a, &old, dbits(bitsd(old) + d), memory_order_relaxed,
-                                                memory_order_relaxed)) {
+  while (!atomic_compare_exchange_weak_explicit(a, &old, dbits(bitsd(old) + d),
+                                                memory_order_relaxed, memory_order_relaxed)) {
   }
 }
 
@@ -259,8 +266,10 @@ void sf__histogram_observe(sf_histogram *h, double v) {
   int lo = 0, hi = h->nb; /* first bound >= v, or nb (+Inf) */
   while (lo < hi) {
     int mid = (lo + hi) / 2;
-    if (h->bounds[mid] >= v) hi = mid;
-    else lo = mid + 1;
+    if (h->bounds[mid] >= v)
+      hi = mid;
+    else
+      lo = mid + 1;
   }
   atomic_fetch_add_explicit(&h->counts[lo], 1, memory_order_relaxed);
   add_double(&h->sum_bits, v);
@@ -304,9 +313,12 @@ static void tw_s(tw *w, const char *s) {
 /* HELP text escaping: backslash and newline. */
 static void tw_help(tw *w, const char *s) {
   for (const char *p = s; *p && !w->bad; p++) {
-    if (*p == '\\') tw_s(w, "\\\\");
-    else if (*p == '\n') tw_s(w, "\\n");
-    else if (sf__buf_put(w->b, p, 1) < 0) w->bad = 1;
+    if (*p == '\\')
+      tw_s(w, "\\\\");
+    else if (*p == '\n')
+      tw_s(w, "\\n");
+    else if (sf__buf_put(w->b, p, 1) < 0)
+      w->bad = 1;
   }
 }
 

@@ -5,8 +5,8 @@
  *     sf_counter *req = sf__metrics_counter(m, "seifer_requests_total", "Requests.", NULL);
  *     sf_counter *bad = sf__metrics_counter(m, "seifer_http_responses_total", "By status.",
  *                                           "code=\"400\"");
- *     sf_histogram *lat = sf__metrics_histogram(m, "seifer_request_duration_seconds", "Latency.", NULL);
- *     sf__counter_add(req, 1);                 // hot path: one atomic add, no lock
+ *     sf_histogram *lat = sf__metrics_histogram(m, "seifer_request_duration_seconds", "Latency.",
+ * NULL); sf__counter_add(req, 1);                 // hot path: one atomic add, no lock
  *     sf__histogram_observe(lat, 0.012);       // seconds
  *     sf_buf b = {0};
  *     sf__metrics_render(m, &b);               // "# HELP ...\n# TYPE ...\nname value\n..."
@@ -36,7 +36,8 @@ sf_metrics *sf__metrics_new(void);
 void sf__metrics_free(sf_metrics *m); /* NULL is a no-op */
 
 /* labels: NULL or "" for none, else e.g. "stage=\"1\",codec=\"lz4\"". */
-sf_counter *sf__metrics_counter(sf_metrics *m, const char *name, const char *help, const char *labels);
+sf_counter *sf__metrics_counter(sf_metrics *m, const char *name, const char *help,
+                                const char *labels);
 sf_gauge *sf__metrics_gauge(sf_metrics *m, const char *name, const char *help, const char *labels);
 /* Latency buckets in seconds: 1ms, 2.5ms, 5ms, ... 10s, 30s, 60s. */
 sf_histogram *sf__metrics_histogram(sf_metrics *m, const char *name, const char *help,
