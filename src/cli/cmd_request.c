@@ -41,6 +41,7 @@ static void usage_loadgen(void) {
       "A progress line goes to stderr every second; then throughput (successful answers per\n"
       "second), latency percentiles in ms and the failures. --json prints one JSON object on\n"
       "stdout: {\"requests\",\"ok\",\"failed\",\"duration_s\",\"throughput_per_s\",\n"
+      "\"steady_throughput_per_s\","
       "\"latency_ms\":{\"p50\",\"p90\",\"p99\",\"max\",\"mean\"},\"errors\":{reason: count}} (the\n"
       "readable summary then goes to stderr). Exit status 1 when any request failed.\n"
       "--input, --input-name, --random, --binary, --timeout: as for 'seifer request'.\n");
@@ -316,7 +317,8 @@ static void on_signal(int sig) {
 static void print_summary(FILE *f, const sf_loadgen_result *r) {
   fprintf(f, "requests   %lld (ok %lld, failed %lld) in %.2f s\n", (long long)r->requests,
           (long long)r->ok, (long long)r->failed, r->duration_s);
-  fprintf(f, "throughput %.1f req/s\n", r->throughput_per_s);
+  fprintf(f, "throughput %.1f req/s (steady state, after the first answer: %.1f req/s)\n",
+          r->throughput_per_s, r->steady_throughput_per_s);
   if (r->ok)
     fprintf(f, "latency ms p50 %.2f  p90 %.2f  p99 %.2f  max %.2f  mean %.2f\n", r->p50_ms,
             r->p90_ms, r->p99_ms, r->max_ms, r->mean_ms);

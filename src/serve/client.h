@@ -90,6 +90,8 @@ typedef struct sf_loadgen_result {
   int64_t requests, ok, failed;
   double duration_s;                              /* first start to last answer */
   double throughput_per_s;                        /* ok / duration_s */
+  double steady_throughput_per_s; /* (ok - 1) / (last answer - first answer): without the time
+                                     the first request takes to fill the pipeline */
   double p50_ms, p90_ms, p99_ms, max_ms, mean_ms; /* latency of the successful requests */
   int n_reasons; /* failures by reason ("other" collects any beyond the table) */
   sf_loadgen_reason reasons[SF_LOADGEN_MAX_REASONS];
