@@ -27,7 +27,7 @@ static void up_usage(void) {
       "usage: seifer up --model MODEL.onnx --cluster CLUSTER.json [--codec raw|fp16|lz4|zfp]\n"
       "                 [--listen HOST:PORT] [--dir DIR] [--name NAME] [--threads N]\n"
       "                 [--algorithm optimal|kpath|joint|random] [--no-emulate]\n"
-      "                 [--attach GATEWAY_DATA_ADDR]\n"
+      "                 [--attach GATEWAY_DATA_ADDR] [--emulate-compute]\n"
       "Plans MODEL on the cluster, starts one worker per stage and the gateway as local\n"
       "processes, ships the stages and prints the plan and the URL (default\n"
       "http://127.0.0.1:8000). The cluster is emulated: every hop's sends are paced to the\n"
@@ -38,7 +38,9 @@ static void up_usage(void) {
       "(default: the file name without .onnx).\n"
       "--attach: start nothing; deploy onto workers already running at the \"address\" of each\n"
       "cluster node (host:port) and onto the gateway whose data port is GATEWAY_DATA_ADDR\n"
-      "(edge nodes, network namespaces). Links are then real: no emulation.\n");
+      "(edge nodes, network namespaces). Links are then real: no emulation; --emulate-compute\n"
+      "still pads each stage to its planned compute time (nodes that are namespaces of one\n"
+      "machine).\n");
 }
 
 static int mkdirs(const char *d) {
@@ -124,12 +126,12 @@ static int node_addresses(const void *txt, size_t len, const sf_cluster *cl, con
 
 typedef struct up_opts {
   const char *model, *cluster, *dir, *listen, *name, *algorithm, *attach;
-  int codec, threads, emulate;
+  int codec, threads, emulate, emulate_compute;
 } up_opts;
 
 static int up_run(int argc, char **argv) {
   up_opts o = {.dir = ".seifer", .listen = "127.0.0.1:8000", .algorithm = "optimal", .threads = 1,
-               .emulate = 1, .codec = SF_CODEC_RAW};
+               .emulate = 1, .emulate_compute = -1, .codec = SF_CODEC_RAW};
   long v;
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
@@ -158,6 +160,8 @@ static int up_run(int argc, char **argv) {
       o.threads = (int)v;
     } else if (!strcmp(a, "--no-emulate")) {
       o.emulate = 0;
+    } else if (!strcmp(a, "--emulate-compute")) {
+      o.emulate_compute = 1;
     } else if (!strcmp(a, "--attach")) {
       if (!(o.attach = sf_cli_value(argc, argv, &i))) return SF_EXIT_USAGE;
       o.emulate = 0;
@@ -166,6 +170,7 @@ static int up_run(int argc, char **argv) {
       return SF_EXIT_USAGE;
     }
   }
+  if (o.emulate_compute < 0) o.emulate_compute = o.emulate;
   if (!o.model || !o.cluster) {
     sf_cli_err("up: need --model MODEL.onnx and --cluster CLUSTER.json");
     return SF_EXIT_USAGE;
@@ -348,7 +353,7 @@ static int up_run(int argc, char **argv) {
              "{\"stage\":%d,\"pipeline\":0,\"next\":\"%s\",\"last\":%s,\"codec\":\"%s\","
              "\"rate_bytes_per_s\":%.17g,\"compute_s\":%.17g}",
              i, i + 1 < k ? addrs[i + 1] : gw_data, i + 1 < k ? "false" : "true",
-             sf__codec_name(o.codec), rate, o.emulate ? p.stages[i].compute_s : 0.0);
+             sf__codec_name(o.codec), rate, o.emulate_compute ? p.stages[i].compute_s : 0.0);
     if (sf__ctl_config(ctl[i], cfg, 10000, NULL, &err) < 0) {
       sf__errctx(&err, err.code, "configuring stage %d on %s", i + 1, node_names[i]);
       goto fail;
