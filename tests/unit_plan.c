@@ -1,6 +1,8 @@
 /* Planner: cluster parsing (good file and every error), plan evaluation on a hand-computed
- * example with a gateway, the exact solver against brute force on random small instances, the
- * exact solver against SEIFER's heuristics on SEIFER-like instances, and a 50-node run. */
+ * example with a gateway, the exact solver against brute force on random small instances (also
+ * restricted to a subset of usable nodes), the exact solver against SEIFER's heuristics on
+ * SEIFER-like instances, a 50-node run, measured per-operator costs, and several pipelines:
+ * hand-computed cases and brute force over every set of up to 2 (3) disjoint pipelines. */
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -51,6 +53,7 @@ static void inst_free(inst *I) {
   free(I->c.cut_bytes);
   free(I->c.mem);
   free(I->c.measured_s);
+  free(I->c.measured_before);
   sf__cluster_deinit(&I->cl);
 }
 
@@ -125,6 +128,7 @@ static void gen_seifer(inst *I, int n, int m, double cap_mb, double stages) {
 /* ---- brute force -------------------------------------------------------------------------- */
 typedef struct brute {
   const inst *I;
+  unsigned used0; /* nodes that may not run a stage */
   int K;
   double best;
   int best_k; /* fewest stages among the plans of least bottleneck */
@@ -154,7 +158,7 @@ static void bf(brute *B, int c, int v, unsigned used, int t, double cur) {
 }
 
 static double brute_force_k(const inst *I, int max_stages, int *k) {
-  brute B = {I, max_stages > 0 && max_stages < I->cl.n ? max_stages : I->cl.n, INFINITY, 0};
+  brute B = {I, 0, max_stages > 0 && max_stages < I->cl.n ? max_stages : I->cl.n, INFINITY, 0};
   bf(&B, 0, -1, 0, 0, 0);
   if (k) *k = B.best_k;
   return B.best;
@@ -438,11 +442,372 @@ static void test_large(void **st) {
   inst_free(&I);
 }
 
+/* ---- usable nodes ------------------------------------------------------------------------- */
+static void test_usable(void **st) {
+  rs = 31337;
+  int restricted = 0;
+  for (int it = 0; it < 200; it++) {
+    int m = irand(2, 7), n = irand(2, 9);
+    inst I;
+    gen_small(&I, n, m);
+    unsigned char us[8];
+    unsigned used0 = 0;
+    for (int v = 0; v < m; v++) {
+      us[v] = rnd() % 3 != 0;
+      if (!us[v]) used0 |= 1u << v;
+    }
+    restricted += used0 != 0;
+    sf_plan_opts o = sf_plan_opts_default();
+    o.usable = us;
+    brute B = {&I, used0, m, INFINITY, 0};
+    bf(&B, 0, -1, used0, 0, 0);
+    sf_plan p;
+    double got = solve(&sf__solver_optimal, &I, &o, &p);
+    if (!(got == B.best || (isinf(got) && isinf(B.best))))
+      fail_msg("instance %d (n=%d m=%d unusable %#x): optimal %.17g, brute force %.17g", it, n, m,
+               used0, got, B.best);
+    assert_int_equal(p.optimal, 1);
+    for (int t = 0; t < p.n_stages; t++) assert_true(us[p.stages[t].node]);
+    sf__plan_deinit(&p);
+    const sf_solver *h[3] = {&sf__solver_random, &sf__solver_joint, &sf__solver_kpath};
+    for (int k = 0; k < 3; k++) {
+      double hb = solve(h[k], &I, &o, &p);
+      assert_true(hb >= got);
+      for (int t = 0; t < p.n_stages; t++) assert_true(us[p.stages[t].node]);
+      sf__plan_deinit(&p);
+    }
+    inst_free(&I);
+  }
+  print_message("usable nodes: 200 instances agree with brute force (%d restricted)\n", restricted);
+}
+
+/* ---- measured per-operator costs ---------------------------------------------------------- */
+static void test_measured_ops(void **st) {
+  inst I;
+  inst_alloc(&I, 3, 2);
+  I.c.pos[1] = 2;
+  I.c.pos[2] = 5;
+  for (int v = 0; v < 2; v++) {
+    I.cl.nodes[v].mem_bytes = 1 << 20;
+    I.cl.bw[v * 2 + (1 - v)] = 1e9;
+  }
+  I.cl.nodes[0].flops_per_s = 1e9;
+  I.cl.nodes[1].flops_per_s = 2e9;
+  double ops[5] = {1, 2, 3, 4, 5};
+  sf_err err = {0};
+  assert_int_equal(sf__pcosts_set_op_times(&I.c, ops, 5, 1e9, &err), 0);
+  assert_true(I.c.measured_before[0] == 0 && I.c.measured_before[1] == 3 &&
+              I.c.measured_before[2] == 15);
+  assert_true(sf__stage_compute_s(&I.c, &I.cl, 0, 1, 0) == 3);
+  assert_true(sf__stage_compute_s(&I.c, &I.cl, 1, 2, 0) == 12);
+  assert_true(sf__stage_compute_s(&I.c, &I.cl, 0, 2, 1) == 7.5); /* twice the reference speed */
+  /* the best plan: 12 s stage on the fast node, 3 s on the other -> 6 s */
+  sf_plan_opts o = sf_plan_opts_default();
+  sf_plan p;
+  assert_true(solve(&sf__solver_optimal, &I, &o, &p) == 6);
+  sf__plan_deinit(&p);
+  assert_int_equal(sf__pcosts_set_op_times(&I.c, ops, 4, 1e9, &err), SF_EINVAL);
+  assert_non_null(strstr(err.msg, "4 operator times for a model of 5 operators"));
+  ops[3] = -1;
+  assert_int_equal(sf__pcosts_set_op_times(&I.c, ops, 5, 1e9, &err), SF_EINVAL);
+  assert_non_null(strstr(err.msg, "operator 3"));
+  ops[3] = 4;
+  assert_int_equal(sf__pcosts_set_op_times(&I.c, ops, 5, 0, &err), SF_EINVAL);
+  I.c.measured_s = calloc(9, sizeof(double));
+  assert_int_equal(sf__plan_solve(&sf__solver_optimal, &I.c, &I.cl, &o, &p, &err), SF_EINVAL);
+  assert_non_null(strstr(err.msg, "both"));
+  inst_free(&I);
+}
+
+/* ---- several pipelines -------------------------------------------------------------------- */
+typedef struct pipe {
+  double b, a, d;
+  unsigned mask;
+} pipe;
+
+typedef struct pipes {
+  pipe *v;
+  int n, cap;
+} pipes;
+
+/* Every feasible pipeline of I (cuts, distinct nodes), evaluated by sf__plan_eval. */
+static void enum_pipes(const inst *I, pipes *P, int c, int v, unsigned used, int t, int *cuts,
+                       int *nodes) {
+  int n = I->c.n, m = I->cl.n;
+  if (c == n - 1) {
+    sf_plan p;
+    sf_err err = {0};
+    assert_int_equal(sf__plan_eval(&I->c, &I->cl, t, cuts, nodes, &p, &err), 0);
+    if (isfinite(p.bottleneck_s)) {
+      if (P->n == P->cap) P->v = realloc(P->v, sizeof *P->v * (size_t)(P->cap = P->cap ? 2 * P->cap : 256));
+      P->v[P->n++] = (pipe){p.bottleneck_s, p.gateway_in_s,
+                            I->cl.gateway >= 0 ? p.stages[t - 1].link_s : 0, used};
+    }
+    sf__plan_deinit(&p);
+    return;
+  }
+  (void)v;
+  for (int w = 0; w < m; w++) {
+    if (used >> w & 1) continue;
+    for (int j = c + 1; j < n; j++) {
+      if (sf__pcosts_mem(&I->c, c, j) > I->cl.nodes[w].mem_bytes) continue;
+      cuts[t + 1] = j;
+      nodes[t] = w;
+      enum_pipes(I, P, j, w, used | 1u << w, t + 1, cuts, nodes);
+    }
+  }
+}
+
+/* The shared-gateway total, computed independently of the library. */
+static double set_total(const inst *I, const pipe *const *ps, int k) {
+  double A = 0, D = 0, T = 0;
+  for (int i = 0; i < k && I->cl.gateway >= 0; i++) A += ps[i]->a, D += ps[i]->d;
+  double R = fmax(A, D);
+  for (int i = 0; i < k; i++) T += 1 / fmax(ps[i]->b, R);
+  return T;
+}
+
+static void best_set(const inst *I, const pipes *P, int start, unsigned used, int k, int K,
+                     const pipe **chosen, double *best) {
+  if (k > 0) {
+    double T = set_total(I, chosen, k);
+    if (T > *best) *best = T;
+  }
+  if (k == K) return;
+  for (int i = start; i < P->n; i++) {
+    if (P->v[i].mask & used) continue;
+    chosen[k] = &P->v[i];
+    best_set(I, P, i + 1, used | P->v[i].mask, k + 1, K, chosen, best);
+  }
+}
+
+/* Checks every multi-plan invariant; returns the total. */
+static double check_multi(const inst *I, const sf_multiplan *mp, int K) {
+  assert_true(mp->n_pipelines <= K || K == 0);
+  unsigned seen = 0;
+  pipe pp[64];
+  const pipe *pl[64];
+  double rates = 0;
+  for (int k = 0; k < mp->n_pipelines; k++) {
+    const sf_plan *p = &mp->pipelines[k];
+    int cuts[64], nodes[64];
+    assert_true(p->n_stages >= 1 && p->n_stages < 64);
+    for (int t = 0; t < p->n_stages; t++) {
+      cuts[t] = p->stages[t].cut_from;
+      nodes[t] = p->stages[t].node;
+      assert_false(seen >> nodes[t] & 1); /* disjoint */
+      seen |= 1u << nodes[t];
+    }
+    cuts[p->n_stages] = p->stages[p->n_stages - 1].cut_to;
+    sf_plan q;
+    sf_err err = {0};
+    assert_int_equal(sf__plan_eval(&I->c, &I->cl, p->n_stages, cuts, nodes, &q, &err), 0);
+    assert_true(isfinite(q.bottleneck_s) && q.bottleneck_s == p->bottleneck_s); /* fits memory */
+    pp[k] = (pipe){q.bottleneck_s, q.gateway_in_s,
+                   I->cl.gateway >= 0 ? q.stages[q.n_stages - 1].link_s : 0, 0};
+    pl[k] = &pp[k];
+    sf__plan_deinit(&q);
+    rates += mp->rate_per_s[k];
+    if (k) assert_true(mp->pipelines[k - 1].bottleneck_s <= p->bottleneck_s); /* best first */
+  }
+  double T = set_total(I, pl, mp->n_pipelines);
+  assert_true(fabs(T - mp->throughput_per_s) <= 1e-12 * T);
+  assert_true(fabs(rates - mp->throughput_per_s) <= 1e-12 * T);
+  assert_true(mp->upper_bound_per_s >= T);
+  if (mp->optimal) assert_true(mp->gap == 0);
+  return T;
+}
+
+static void test_multi_brute(void **st) {
+  rs = 2024;
+  int opt = 0, multi = 0, total = 0, three = 0;
+  for (int it = 0; it < 150; it++) {
+    int m = irand(2, 6), n = irand(2, 5);
+    inst I;
+    gen_small(&I, n, m);
+    int K = m <= 5 && n <= 4 && (rnd() & 1) ? 3 : 2;
+    three += K == 3;
+    pipes P = {0};
+    int cuts[8] = {0}, nodes[8];
+    enum_pipes(&I, &P, 0, -1, 0, 0, cuts, nodes);
+    const pipe *chosen[3];
+    double want = 0;
+    best_set(&I, &P, 0, 0, 0, K, chosen, &want);
+    sf_plan_opts o = sf_plan_opts_default();
+    sf_plan p1;
+    double b1 = solve(&sf__solver_optimal, &I, &o, &p1);
+    sf__plan_deinit(&p1);
+    sf_multiplan mp;
+    sf_err err = {0};
+    if (sf__plan_multi(&sf__solver_optimal, &I.c, &I.cl, &o, K, &mp, &err))
+      fail_msg("instance %d: %s", it, err.msg);
+    double T = check_multi(&I, &mp, K);
+    if (isinf(b1)) {
+      assert_int_equal(mp.n_pipelines, 0);
+      assert_true(want == 0 && T == 0);
+    } else {
+      total++;
+      assert_true(T >= (1 / b1) * (1 - 1e-12)); /* never below the single pipeline */
+      if (!(T <= want * (1 + 1e-9)))
+        fail_msg("instance %d: total %.17g above the brute force %.17g", it, T, want);
+      if (!(mp.upper_bound_per_s >= want * (1 - 1e-9)))
+        fail_msg("instance %d: bound %.17g below the brute force %.17g", it, mp.upper_bound_per_s, want);
+      if (mp.optimal) {
+        if (!(T >= want * (1 - 1e-9)))
+          fail_msg("instance %d (m=%d n=%d gw=%d K=%d): claims optimal %.17g, brute force %.17g",
+                   it, m, n, I.cl.gateway, K, T, want);
+        opt++;
+      }
+      multi += mp.n_pipelines > 1;
+    }
+    sf__multiplan_deinit(&mp);
+    /* one pipeline: the single-pipeline optimum, proven */
+    if (sf__plan_multi(&sf__solver_optimal, &I.c, &I.cl, &o, 1, &mp, &err)) fail_msg("%s", err.msg);
+    if (isfinite(b1)) {
+      assert_int_equal(mp.n_pipelines, 1);
+      assert_true(fabs(mp.throughput_per_s - 1 / b1) <= 1e-12 / b1);
+      assert_int_equal(mp.optimal, 1);
+    }
+    sf__multiplan_deinit(&mp);
+    /* the heuristics give feasible sets too */
+    if (sf__plan_multi(&sf__solver_joint, &I.c, &I.cl, &o, K, &mp, &err)) fail_msg("%s", err.msg);
+    T = check_multi(&I, &mp, K);
+    assert_true(T <= want * (1 + 1e-9) && mp.upper_bound_per_s >= want * (1 - 1e-9));
+    sf__multiplan_deinit(&mp);
+    free(P.v);
+    inst_free(&I);
+  }
+  print_message("several pipelines: %d feasible instances (%d with up to 3), %d use several, %d proven "
+                "optimal, all within brute force\n", total, three, multi, opt);
+  assert_true(multi > 0 && opt > total / 2);
+}
+
+/* Identical nodes, fast links, no gateway: six 1 GFLOP segments, a node holds at most three.
+ * Every even split runs at 2 inferences/s on 12 nodes (their total speed / the work): proven. */
+static void test_multi_homogeneous(void **st) {
+  for (int measured = 0; measured < 2; measured++) {
+    inst I;
+    inst_alloc(&I, 7, 12);
+    double seg[6] = {1, 1, 1, 1, 1, 1};
+    fill_mem(&I, seg, 0);
+    for (int i = 0; i < 7; i++) I.c.flops_before[i] = 1e9 * i, I.c.cut_bytes[i] = 1;
+    if (measured) { /* the same costs, measured per operator on a 2 GFLOP/s reference */
+      double ops[6] = {0.5, 0.5, 0.5, 0.5, 0.5, 0.5};
+      sf_err err = {0};
+      assert_int_equal(sf__pcosts_set_op_times(&I.c, ops, 6, 2e9, &err), 0);
+    }
+    for (int v = 0; v < 12; v++) {
+      I.cl.nodes[v].mem_bytes = 3;
+      I.cl.nodes[v].flops_per_s = 1e9;
+      for (int w = 0; w < 12; w++) I.cl.bw[v * 12 + w] = 1e9;
+    }
+    sf_plan_opts o = sf_plan_opts_default();
+    sf_multiplan mp;
+    sf_err err = {0};
+    assert_int_equal(sf__plan_multi(&sf__solver_optimal, &I.c, &I.cl, &o, 0, &mp, &err), 0);
+    check_multi(&I, &mp, 0);
+    assert_true(fabs(mp.throughput_per_s - 2) < 1e-6);
+    assert_int_equal(mp.optimal, 1);
+    assert_true(mp.n_pipelines >= 2);
+    print_message("homogeneous 12 nodes: %d pipelines, %.6f /s, bound %.6f, %d solves, %.3f s\n",
+                  mp.n_pipelines, mp.throughput_per_s, mp.upper_bound_per_s, mp.solves, mp.solve_s);
+    sf__multiplan_deinit(&mp);
+    /* at most 2 pipelines: 2 x 6 nodes, 2 /s again */
+    assert_int_equal(sf__plan_multi(&sf__solver_optimal, &I.c, &I.cl, &o, 2, &mp, &err), 0);
+    check_multi(&I, &mp, 2);
+    assert_int_equal(mp.n_pipelines, 2);
+    assert_true(fabs(mp.throughput_per_s - 2) < 1e-9 && mp.optimal);
+    sf__multiplan_deinit(&mp);
+    /* 7 usable nodes: their speed bounds the total by 7/6, met by 2 + 2 + 3 stages (3 s, 3 s,
+     * 2 s stages), not by the even splits (6 stages: 1 /s; 3 + 3: 1 /s) */
+    unsigned char us[12] = {1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 1};
+    o.usable = us;
+    assert_int_equal(sf__plan_multi(&sf__solver_optimal, &I.c, &I.cl, &o, 0, &mp, &err), 0);
+    check_multi(&I, &mp, 0);
+    for (int k = 0; k < mp.n_pipelines; k++)
+      for (int t = 0; t < mp.pipelines[k].n_stages; t++) assert_true(us[mp.pipelines[k].stages[t].node]);
+    print_message("7 of 12 nodes: %d pipelines, %.6f /s, bound %.6f (%s)\n", mp.n_pipelines,
+                  mp.throughput_per_s, mp.upper_bound_per_s, mp.optimal ? "optimal" : "not proven");
+    assert_true(fabs(mp.throughput_per_s - 7 / 6.0) < 1e-9 && mp.optimal && mp.n_pipelines == 3);
+    sf__multiplan_deinit(&mp);
+    inst_free(&I);
+  }
+}
+
+/* The gateway's link is shared: six 1 s single-stage pipelines are possible, but every input
+ * sent to another node takes 0.5 s of the gateway's link (none to the gateway itself). k
+ * pipelines: k / max(1, 0.5 (k - 1)) = 1, 2, 3, 2.67, 2.5, 2.4: three pipelines, proven. */
+static void test_multi_gateway(void **st) {
+  inst I;
+  inst_alloc(&I, 2, 6);
+  I.c.flops_before[1] = 1e9;
+  I.c.cut_bytes[0] = 1e6;
+  I.c.cut_bytes[1] = 0;
+  I.c.mem[1] = 1;
+  for (int v = 0; v < 6; v++) {
+    I.cl.nodes[v].mem_bytes = 1;
+    I.cl.nodes[v].flops_per_s = 1e9;
+    for (int w = 0; w < 6; w++) I.cl.bw[v * 6 + w] = 2e6;
+  }
+  I.cl.gateway = 0;
+  sf_plan_opts o = sf_plan_opts_default();
+  sf_multiplan mp;
+  sf_err err = {0};
+  for (int K = 0; K <= 6; K++) {
+    assert_int_equal(sf__plan_multi(&sf__solver_optimal, &I.c, &I.cl, &o, K, &mp, &err), 0);
+    check_multi(&I, &mp, K);
+    int want_k = K == 0 || K >= 3 ? 3 : K;
+    assert_int_equal(mp.n_pipelines, want_k);
+    assert_true(fabs(mp.throughput_per_s - want_k) < 1e-12);
+    assert_true(mp.gateway_round_s == 0.5 * (want_k - 1));
+    assert_int_equal(mp.optimal, 1);
+    if (K == 0) { /* the gateway node runs one of them */
+      int on_gw = 0;
+      for (int k = 0; k < mp.n_pipelines; k++) on_gw += mp.pipelines[k].stages[0].node == 0;
+      assert_int_equal(on_gw, 1);
+    }
+    sf__multiplan_deinit(&mp);
+  }
+  /* nothing fits: no pipeline, proven */
+  for (int v = 0; v < 6; v++) I.cl.nodes[v].mem_bytes = 1;
+  I.c.mem[1] = 2;
+  assert_int_equal(sf__plan_multi(&sf__solver_optimal, &I.c, &I.cl, &o, 0, &mp, &err), 0);
+  assert_int_equal(mp.n_pipelines, 0);
+  assert_true(mp.throughput_per_s == 0 && mp.optimal);
+  sf__multiplan_deinit(&mp);
+  assert_int_equal(sf__plan_multi(&sf__solver_optimal, &I.c, &I.cl, &o, -1, &mp, &err), SF_EINVAL);
+  inst_free(&I);
+}
+
+/* 30 SEIFER-like nodes, every pipeline count: feasible, at least the single pipeline. */
+static void test_multi_seifer(void **st) {
+  rs = 555;
+  inst I;
+  gen_seifer(&I, 80, 30, 128, 3);
+  sf_plan_opts o = sf_plan_opts_default();
+  sf_plan p1;
+  double b1 = solve(&sf__solver_optimal, &I, &o, &p1);
+  sf__plan_deinit(&p1);
+  sf_multiplan mp;
+  sf_err err = {0};
+  assert_int_equal(sf__plan_multi(&sf__solver_optimal, &I.c, &I.cl, &o, 0, &mp, &err), 0);
+  double T = check_multi(&I, &mp, 0);
+  assert_true(T >= 1 / b1 && mp.n_pipelines >= 2);
+  print_message("SEIFER-like 30 nodes: single %.3f /s; %d pipelines %.3f /s, bound %.3f (%s), %d "
+                "solves, %.3f s\n", 1 / b1, mp.n_pipelines, T, mp.upper_bound_per_s,
+                mp.optimal ? "optimal" : "not proven", mp.solves, mp.solve_s);
+  sf__multiplan_deinit(&mp);
+  inst_free(&I);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_cluster_good), cmocka_unit_test(test_cluster_errors),
       cmocka_unit_test(test_eval),         cmocka_unit_test(test_brute_force),
       cmocka_unit_test(test_seifer_like),  cmocka_unit_test(test_large),
+      cmocka_unit_test(test_usable),       cmocka_unit_test(test_measured_ops),
+      cmocka_unit_test(test_multi_brute),  cmocka_unit_test(test_multi_homogeneous),
+      cmocka_unit_test(test_multi_gateway), cmocka_unit_test(test_multi_seifer),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

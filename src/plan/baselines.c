@@ -20,8 +20,11 @@ static uint64_t rng_next(uint64_t *s) {
 }
 static int rng_int(uint64_t *s, int n) { return (int)(rng_next(s) % (uint64_t)n); }
 
+/* Stage limit: opts, usable nodes and cuts (0 when no node may run a stage). */
 static int max_stages(const sf_pcosts *c, const sf_cluster *cl, const sf_plan_opts *o) {
-  int K = o->max_stages > 0 && o->max_stages < cl->n ? o->max_stages : cl->n;
+  int nu = 0;
+  for (int v = 0; v < cl->n; v++) nu += sf__node_usable(o, v);
+  int K = o->max_stages > 0 && o->max_stages < nu ? o->max_stages : nu;
   return K < c->n - 1 ? K : c->n - 1;
 }
 
@@ -74,24 +77,26 @@ static int min_transfer_partition(const sf_pcosts *c, int64_t cap, int K, int *c
   return bk;
 }
 
-static int64_t mem_min(const sf_cluster *cl) {
-  int64_t v = cl->nodes[0].mem_bytes;
-  for (int i = 1; i < cl->n; i++)
-    if (cl->nodes[i].mem_bytes < v) v = cl->nodes[i].mem_bytes;
+/* Smallest / largest memory of the usable nodes (0 when none is usable). */
+static int64_t mem_min(const sf_cluster *cl, const sf_plan_opts *o) {
+  int64_t v = 0;
+  for (int i = 0; i < cl->n; i++)
+    if (sf__node_usable(o, i) && (!v || cl->nodes[i].mem_bytes < v)) v = cl->nodes[i].mem_bytes;
   return v;
 }
-static int64_t mem_max(const sf_cluster *cl) {
-  int64_t v = cl->nodes[0].mem_bytes;
-  for (int i = 1; i < cl->n; i++)
-    if (cl->nodes[i].mem_bytes > v) v = cl->nodes[i].mem_bytes;
+static int64_t mem_max(const sf_cluster *cl, const sf_plan_opts *o) {
+  int64_t v = 0;
+  for (int i = 0; i < cl->n; i++)
+    if (sf__node_usable(o, i) && cl->nodes[i].mem_bytes > v) v = cl->nodes[i].mem_bytes;
   return v;
 }
 
 /* SEIFER's partition: capacity = the smallest node memory (the largest if nothing fits). */
-static int partition(const sf_pcosts *c, const sf_cluster *cl, int K, int *cuts, sf_err *err) {
+static int partition(const sf_pcosts *c, const sf_cluster *cl, const sf_plan_opts *o, int K,
+                     int *cuts, sf_err *err) {
   int ok;
-  int k = min_transfer_partition(c, mem_min(cl), K, cuts, &ok);
-  if (ok && !k) k = min_transfer_partition(c, mem_max(cl), K, cuts, &ok);
+  int k = min_transfer_partition(c, mem_min(cl, o), K, cuts, &ok);
+  if (ok && !k) k = min_transfer_partition(c, mem_max(cl, o), K, cuts, &ok);
   if (!ok) return sf__errf(err, SF_ENOMEM, "plan: out of memory");
   return k;
 }
@@ -100,7 +105,7 @@ static int partition(const sf_pcosts *c, const sf_cluster *cl, int K, int *cuts,
 static int random_solve(const sf_pcosts *c, const sf_cluster *cl, const sf_plan_opts *o,
                         sf_plan *out, sf_err *err) {
   int n = c->n, m = cl->n, K = max_stages(c, cl, o), rc = 0;
-  int64_t cap = mem_max(cl);
+  int64_t cap = mem_max(cl, o);
   uint64_t rng = o->seed ^ 0x5eed5eedULL;
   int *need = sf__malloc((size_t)n * sizeof *need), *cuts = sf__malloc((size_t)(K + 2) * sizeof *cuts);
   int *perm = sf__malloc((size_t)m * sizeof *perm), *cand = sf__malloc((size_t)n * sizeof *cand);
@@ -116,7 +121,7 @@ static int random_solve(const sf_pcosts *c, const sf_cluster *cl, const sf_plan_
       if (sf__pcosts_mem(c, i, j) <= cap && need[j] + 1 < need[i]) need[i] = need[j] + 1;
   }
   infeasible(out);
-  if (need[0] > K) goto done;
+  if (K < 1 || need[0] > K) goto done;
   for (int attempt = 0; attempt < 100; attempt++) {
     int k = 0, at = 0;
     cuts[0] = 0;
@@ -127,8 +132,10 @@ static int random_solve(const sf_pcosts *c, const sf_cluster *cl, const sf_plan_
       at = cand[rng_int(&rng, nc)]; /* nc >= 1: need[at] + k <= K holds by construction */
       cuts[++k] = at;
     }
-    for (int i = 0; i < m; i++) perm[i] = i;
-    for (int i = m - 1; i > 0; i--) {
+    int nu = 0; /* the usable nodes, shuffled */
+    for (int i = 0; i < m; i++)
+      if (sf__node_usable(o, i)) perm[nu++] = i;
+    for (int i = nu - 1; i > 0; i--) {
       int r = rng_int(&rng, i + 1), x = perm[i];
       perm[i] = perm[r];
       perm[r] = x;
@@ -159,14 +166,16 @@ static int joint_solve(const sf_pcosts *c, const sf_cluster *cl, const sf_plan_o
     rc = sf__errf(err, SF_ENOMEM, "plan: out of memory");
     goto done;
   }
-  int k = partition(c, cl, K, cuts, err);
+  if (K < 1) goto done;
+  int k = partition(c, cl, o, K, cuts, err);
   if (k < 0) {
     rc = k;
     goto done;
   }
   if (!k) goto done;
   for (int s = 0; s < m; s++) {
-    memset(used, 0, (size_t)m);
+    if (!sf__node_usable(o, s)) continue;
+    for (int v = 0; v < m; v++) used[v] = !sf__node_usable(o, v);
     path[0] = s;
     used[s] = 1;
     for (int t = 1; t < k; t++) {
@@ -305,7 +314,9 @@ static int kpath_solve(const sf_pcosts *c, const sf_cluster *cl, const sf_plan_o
     rc = sf__errf(err, SF_ENOMEM, "plan: out of memory");
     goto done;
   }
-  int ns = partition(c, cl, K, cuts, err);
+  if (K < 1) goto done;
+  for (int v = 0; v < m; v++) k.used[v] = !sf__node_usable(o, v); /* never placed */
+  int ns = partition(c, cl, o, K, cuts, err);
   if (ns < 0) {
     rc = ns;
     goto done;

@@ -19,8 +19,36 @@ sf_plan_opts sf_plan_opts_default(void) {
 
 double sf__stage_compute_s(const sf_pcosts *c, const sf_cluster *cl, int i, int j, int node) {
   double f = cl->nodes[node].flops_per_s;
+  if (c->measured_before)
+    return (c->measured_before[j] - c->measured_before[i]) * c->ref_flops_per_s / f;
   if (c->measured_s) return c->measured_s[(size_t)i * c->n + j] * c->ref_flops_per_s / f;
   return (c->flops_before[j] - c->flops_before[i]) / f;
+}
+
+int sf__pcosts_set_op_times(sf_pcosts *c, const double *op_s, int n_ops, double ref_flops_per_s,
+                            sf_err *err) {
+  if (!c || c->n < 2 || !c->pos || !op_s) return sf__errf(err, SF_EINVAL, "measured costs: missing argument");
+  if (n_ops != c->pos[c->n - 1])
+    return sf__errf(err, SF_EINVAL, "measured costs: %d operator times for a model of %d operators",
+                    n_ops, c->pos[c->n - 1]);
+  if (!(ref_flops_per_s > 0) || !isfinite(ref_flops_per_s))
+    return sf__errf(err, SF_EINVAL, "measured costs: reference speed must be positive");
+  for (int q = 0; q < n_ops; q++)
+    if (!(op_s[q] >= 0) || !isfinite(op_s[q]))
+      return sf__errf(err, SF_EINVAL, "measured costs: operator %d: time %g is not a finite number >= 0", q,
+                      op_s[q]);
+  double *mb = sf__malloc(sizeof(double) * (size_t)c->n);
+  if (!mb) return sf__errf(err, SF_ENOMEM, "measured costs: out of memory");
+  double acc = 0;
+  int q = 0;
+  for (int i = 0; i < c->n; i++) {
+    for (; q < c->pos[i]; q++) acc += op_s[q];
+    mb[i] = acc;
+  }
+  free(c->measured_before);
+  c->measured_before = mb;
+  c->ref_flops_per_s = ref_flops_per_s;
+  return 0;
 }
 
 double sf__link_s(const sf_pcosts *c, const sf_cluster *cl, int cut, int from, int to) {
@@ -99,8 +127,10 @@ int sf__plan_solve(const sf_solver *s, const sf_pcosts *c, const sf_cluster *cl,
     return sf__errf(err, SF_EINVAL, "plan: %d candidate cuts (need 2..%d)", c->n, SF_PLAN_MAX_CUTS);
   if (!c->flops_before || !c->cut_bytes || !c->mem)
     return sf__errf(err, SF_EINVAL, "plan: incomplete model costs");
-  if (c->measured_s && !(c->ref_flops_per_s > 0))
+  if ((c->measured_s || c->measured_before) && !(c->ref_flops_per_s > 0))
     return sf__errf(err, SF_EINVAL, "plan: measured stage times need ref_flops_per_s > 0");
+  if (c->measured_s && c->measured_before)
+    return sf__errf(err, SF_EINVAL, "plan: both measured_s and measured_before are set");
   if (cl->n < 1 || cl->n > SF_PLAN_MAX_NODES || !cl->nodes || !cl->bw)
     return sf__errf(err, SF_EINVAL, "plan: cluster has %d nodes (need 1..%d)", cl->n,
                     SF_PLAN_MAX_NODES);
@@ -109,11 +139,20 @@ int sf__plan_solve(const sf_solver *s, const sf_pcosts *c, const sf_cluster *cl,
   if (o->max_stages < 0) return sf__errf(err, SF_EINVAL, "plan: max_stages %d < 0", o->max_stages);
   if (!o->distinct_nodes)
     return sf__errf(err, SF_EUNSUPPORTED, "plan: solvers place every stage on a distinct node");
-  for (int i = 0; i < cl->n; i++)
+  int n_usable = 0;
+  for (int i = 0; i < cl->n; i++) {
     if (!(cl->nodes[i].flops_per_s > 0) || cl->nodes[i].mem_bytes <= 0)
       return sf__errf(err, SF_EINVAL, "plan: node '%s' has no speed or memory",
                       cl->nodes[i].name ? cl->nodes[i].name : "?");
+    n_usable += sf__node_usable(o, i);
+  }
   double t0 = sf__now();
+  if (!n_usable) { /* nothing can run a stage: proven infeasible */
+    out->bottleneck_s = INFINITY;
+    out->optimal = 1;
+    out->algorithm = s->name;
+    return 0;
+  }
   int rc = s->solve(c, cl, o, out, err);
   if (rc < 0) {
     sf__plan_deinit(out);

@@ -26,6 +26,7 @@ typedef struct child {
 typedef struct bb {
   const sf_pcosts *c;
   const sf_cluster *cl;
+  const unsigned char *usable; /* NULL: every node may run a stage */
   int n, m, K, gw, W;
   double *in_s, *out_s;     /* gateway transfers per node */
   int *scls, nscls;         /* stage class of a node (same memory and speed) */
@@ -54,6 +55,7 @@ typedef struct bb {
 } bb;
 
 static inline double st_time(const bb *b, int i, int j, int w) {
+  if (b->usable && !b->usable[w]) return INFINITY;
   if (b->stab) return b->stab[((size_t)i * b->n + j) * b->nscls + b->scls[w]];
   if (sf__pcosts_mem(b->c, i, j) > b->cl->nodes[w].mem_bytes) return INFINITY;
   return sf__stage_compute_s(b->c, b->cl, i, j, w);
@@ -86,10 +88,12 @@ static uint64_t dbits(double d) {
 }
 
 /* Nodes u and v are interchangeable: swapping them maps every plan to one of equal cost. */
-static int equivalent(const sf_cluster *cl, int u, int v) {
+static int equivalent(const bb *b, int u, int v) {
+  const sf_cluster *cl = b->cl;
   int m = cl->n;
   const double *bw = cl->bw;
   if (u == cl->gateway || v == cl->gateway) return 0;
+  if (b->usable && !b->usable[u] != !b->usable[v]) return 0;
   if (cl->nodes[u].mem_bytes != cl->nodes[v].mem_bytes ||
       cl->nodes[u].flops_per_s != cl->nodes[v].flops_per_s)
     return 0;
@@ -132,7 +136,7 @@ static int symmetry(bb *b) {
       int u = (int)h[2 * i + 1];
       for (int k = i - 1; k >= a; k--) {
         int v = (int)h[2 * k + 1];
-        if (equivalent(cl, v, u)) {
+        if (equivalent(b, v, u)) {
           b->prev_eq[u] = v;
           break;
         }
@@ -438,7 +442,10 @@ static int optimal_solve(const sf_pcosts *c, const sf_cluster *cl, const sf_plan
   b.n = n;
   b.m = m;
   b.gw = cl->gateway;
-  b.K = o->max_stages > 0 && o->max_stages < m ? o->max_stages : m;
+  b.usable = o->usable;
+  int n_usable = 0;
+  for (int w = 0; w < m; w++) n_usable += sf__node_usable(o, w);
+  b.K = o->max_stages > 0 && o->max_stages < n_usable ? o->max_stages : n_usable;
   if (b.K > n - 1) b.K = n - 1;
   b.W = (m + 63) / 64;
   b.stride = 2 + (size_t)b.W;
@@ -493,10 +500,13 @@ static int optimal_solve(const sf_pcosts *c, const sf_cluster *cl, const sf_plan
     free(rep);
   }
   if ((rc = symmetry(&b))) goto nomem;
+  /* nodes that may not run a stage count as used from the start */
+  for (int w = 0; w < m; w++)
+    if (!sf__node_usable(o, w)) b.S[w >> 6] |= 1ULL << (w & 63);
   {
     int64_t cap = 0;
     for (int w = 0; w < m; w++)
-      if (cl->nodes[w].mem_bytes > cap) cap = cl->nodes[w].mem_bytes;
+      if (sf__node_usable(o, w) && cl->nodes[w].mem_bytes > cap) cap = cl->nodes[w].mem_bytes;
     b.need[n - 1] = 0;
     for (int i = n - 2; i >= 0; i--) {
       b.need[i] = n + 1;
@@ -520,8 +530,10 @@ static int optimal_solve(const sf_pcosts *c, const sf_cluster *cl, const sf_plan
   /* incumbent: the joint baseline (any feasible plan gives a valid upper bound) */
   {
     sf_err e2 = {0};
-    if (!sf__solver_joint.solve(c, cl, o, &seed, &e2) && seed.n_stages > 0 &&
-        isfinite(seed.bottleneck_s)) {
+    int ok = !sf__solver_joint.solve(c, cl, o, &seed, &e2) && seed.n_stages > 0 &&
+             seed.n_stages <= b.K && isfinite(seed.bottleneck_s);
+    for (int s = 0; ok && s < seed.n_stages; s++) ok = sf__node_usable(o, seed.stages[s].node);
+    if (ok) {
       b.best = seed.bottleneck_s;
       b.best_k = seed.n_stages;
       for (int s = 0; s < seed.n_stages; s++) {
