@@ -97,7 +97,8 @@ for model in "${models[@]}"; do
   shape=$("$SEIFER" inspect "out/bench/$model.onnx" --json | jq -r '.inputs[0].resolved_shape | map(tostring) | join(",")')
   "$NPYTOOL" image "$W/in-$model.npy" "$shape"
   echo "bench/pipeline: $model on the full cluster" >&2
-  read -r pred meas k failed < <(run "$model" "$W/cluster-addr.json")
+  run "$model" "$W/cluster-addr.json" >"$W/r1"
+  read -r pred meas k failed <"$W/r1"
   printf '| %s | all %d nodes | %d | %.2f | %.2f | %.3f | %d |\n' "$model" "${#NETNS_NODES[@]}" "$k" "$pred" "$meas" \
     "$(awk -v m="$meas" -v p="$pred" 'BEGIN{print m/p}')" "$failed"
   cp -r "$W/run/stages" "$W/stages-$model"
@@ -110,7 +111,8 @@ for model in "${models[@]}"; do
     if "$SEIFER" plan "out/bench/$model.onnx" "$W/sub2.json" -o "$W/p.json" >/dev/null 2>&1 &&
        [ "$(jq '.stages | length' "$W/p.json")" -gt 0 ]; then
       echo "bench/pipeline: $model on the smallest cluster that holds it ($n nodes)" >&2
-      read -r spred smeas sk sfailed < <(run "$model" "$W/sub2.json")
+      run "$model" "$W/sub2.json" >"$W/r2"
+      read -r spred smeas sk sfailed <"$W/r2"
       printf '| %s | smallest: %d nodes | %d | %.2f | %.2f | %.3f | %d |\n' "$model" "$n" "$sk" "$spred" "$smeas" \
         "$(awk -v m="$smeas" -v p="$spred" 'BEGIN{print m/p}')" "$sfailed"
       GAIN[$model]=$(awk -v a="$meas" -v b="$smeas" 'BEGIN{printf "%.2f", a/b}')
@@ -128,13 +130,10 @@ echo
 echo "bench/pipeline: per-hop overhead" >&2
 "$SEIFER" zoo tiny-inception -o "$W/tiny.onnx" >/dev/null
 "$NPYTOOL" image "$W/tiny-in.npy" 1,3,32,32
-hop_latency() { # memory_mb of the stage nodes -> "stages p50_ms"
-  cat >"$W/hop.json" <<JSON
-{"nodes": [{"name": "g", "memory_mb": $1, "gflops": 100}, {"name": "a", "memory_mb": $1, "gflops": 100},
-           {"name": "b", "memory_mb": $1, "gflops": 100}, {"name": "c", "memory_mb": $1, "gflops": 100},
-           {"name": "d", "memory_mb": $1, "gflops": 100}],
- "default_link": {"mbps": 10000}, "gateway": "g"}
-JSON
+hop_latency() { # NODES MEMORY_MB -> "stages p50_ms"
+  jq -n --argjson n "$1" --argjson m "$2" \
+    '{nodes: [range($n) | {name: "n\(.)", memory_mb: $m, gflops: 100}], default_link: {mbps: 10000}, gateway: "n0"}' \
+    >"$W/hop.json"
   "$SEIFER" up --model "$W/tiny.onnx" --cluster "$W/hop.json" --dir "$W/hop" --listen 127.0.0.1:0 --no-emulate \
     --name tiny >/dev/null
   "$SEIFER" loadgen --url "$(jq -r .url "$W/hop/up.json")" --model tiny --input "$W/tiny-in.npy" --count 300 \
@@ -142,8 +141,10 @@ JSON
   echo "$(jq '.stages | length' "$W/hop/up.json") $(jq .latency_ms.p50 "$W/hop-lg.json")"
   "$SEIFER" down --dir "$W/hop" >/dev/null
 }
-read -r k1 l1 < <(hop_latency 64)
-read -r kn ln < <(hop_latency 0.25)
+hop_latency 1 64 >"$W/hop1"
+hop_latency 6 0.25 >"$W/hopn"
+read -r k1 l1 <"$W/hop1"
+read -r kn ln <"$W/hopn"
 echo "| stages | p50 latency ms (1 request at a time, loopback) |"
 echo "| ---: | ---: |"
 echo "| $k1 | $l1 |"
