@@ -15,6 +15,8 @@ cleanup() {
 }
 trap cleanup EXIT
 check() { if ! eval "$2"; then echo "FAIL: $1"; fail=1; fi; }
+# a process that exited but was not reaped yet (zombie) is not running
+running() { [ -r "/proc/$1/stat" ] && ! sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | grep -q '^[ZX]'; }
 
 cat >"$T/cluster.json" <<'JSON'
 {"nodes": [{"name": "gw", "memory_mb": 64, "gflops": 5},
@@ -84,7 +86,28 @@ for codec in raw lz4 fp16 zfp; do
   fi
   pids=$(jq -r '.pids[]' "$run/up.json")
   check "$codec: down" '"$SEIFER" down --dir "$run" >/dev/null'
-  for p in $pids; do check "$codec: process $p stopped" '! kill -0 $p 2>/dev/null'; done
+  for p in $pids; do check "$codec: process $p stopped" '! running $p'; done
 done
+# several pipelines: the gateway balances requests across them
+cat >"$T/c8.json" <<'JSON'
+{"nodes": [{"name": "gw", "memory_mb": 1, "gflops": 1}, {"name": "a", "memory_mb": 1, "gflops": 1},
+           {"name": "b", "memory_mb": 1, "gflops": 1}, {"name": "c", "memory_mb": 1, "gflops": 1}],
+ "default_link": {"mbps": 100, "rtt_ms": 1}, "gateway": "gw"}
+JSON
+run="$T/run-multi"
+if "$SEIFER" up --model "$T/m.onnx" --cluster "$T/c8.json" --dir "$run" --listen 127.0.0.1:0 --pipelines auto \
+     --name tiny >"$T/up.log" 2>&1; then
+  url=$(jq -r .url "$run/up.json")
+  np=$(jq .pipelines "$run/up.json")
+  check "multi: >= 2 pipelines (got $np)" '[ "$np" -ge 2 ]'
+  check "multi: 100 requests, none failed" '"$SEIFER" loadgen --url "$url" --model tiny --input "$T/in.npy" --count 100 --concurrency 8 --binary --json 2>/dev/null | jq -e ".failed == 0 and .ok == 100" >/dev/null'
+  sleep 1.5
+  busy=$(curl -s "$url/metrics" | grep -E '^seifer_stage_requests_total\{pipeline="[0-9]+",stage="1"' | awk '$2 > 0' | wc -l)
+  check "multi: every pipeline served requests ($busy of $np)" '[ "$busy" -eq "$np" ]'
+  check "multi: output equals the whole model" '"$SEIFER" request --url "$url" --model tiny --input "$T/in.npy" -o "$T/multi.npy" >/dev/null 2>&1 && "$NPYTOOL" cmp "$T/multi.npy" "$ref" 1e-5 >/dev/null'
+  "$SEIFER" down --dir "$run" >/dev/null
+else
+  echo "FAIL: up --pipelines auto:"; cat "$T/up.log"; fail=1
+fi
 check "down without up fails clearly" '! "$SEIFER" down --dir "$T/none" 2>"$T/down.err" && grep -q "nothing was started" "$T/down.err"'
 exit $fail

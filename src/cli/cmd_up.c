@@ -21,13 +21,14 @@
 #include "plan/plan.h"
 
 #define MAX_STAGES 256
+#define MAX_PIPES 64
 
 static void up_usage(void) {
   printf(
       "usage: seifer up --model MODEL.onnx --cluster CLUSTER.json [--codec raw|fp16|lz4|zfp]\n"
       "                 [--listen HOST:PORT] [--dir DIR] [--name NAME] [--threads N]\n"
       "                 [--algorithm optimal|kpath|joint|random] [--no-emulate]\n"
-      "                 [--attach GATEWAY_DATA_ADDR] [--emulate-compute]\n"
+      "                 [--attach GATEWAY_DATA_ADDR] [--emulate-compute] [--pipelines N|auto]\n"
       "Plans MODEL on the cluster, starts one worker per stage and the gateway as local\n"
       "processes, ships the stages and prints the plan and the URL (default\n"
       "http://127.0.0.1:8000). The cluster is emulated: every hop's sends are paced to the\n"
@@ -40,7 +41,10 @@ static void up_usage(void) {
       "cluster node (host:port) and onto the gateway whose data port is GATEWAY_DATA_ADDR\n"
       "(edge nodes, network namespaces). Links are then real: no emulation; --emulate-compute\n"
       "still pads each stage to its planned compute time (nodes that are namespaces of one\n"
-      "machine).\n");
+      "machine).\n"
+      "--pipelines: up to N disjoint pipelines (auto: as many as raise the total throughput); the\n"
+      "gateway balances requests across them. Pipeline 0's stages go to DIR/stages, pipeline q's\n"
+      "to DIR/stages/pq.\n");
 }
 
 static int mkdirs(const char *d) {
@@ -74,19 +78,11 @@ static int read_pids(const char *dir, pid_t *pids, int max) {
   return n;
 }
 
+static int ours(pid_t pid);
 static int any_alive(const pid_t *pids, int n) {
   for (int i = 0; i < n; i++)
-    if (kill(pids[i], 0) == 0) return 1;
+    if (ours(pids[i])) return 1;
   return 0;
-}
-
-static char *tensor_list_json(const char *info, const char *key) {
-  cJSON *j = cJSON_Parse(info);
-  cJSON *a = j ? cJSON_DetachItemFromObject(j, key) : NULL;
-  char *s = a ? cJSON_PrintUnformatted(a) : NULL;
-  cJSON_Delete(a);
-  cJSON_Delete(j);
-  return s;
 }
 
 static void print_plan(const sf_cluster *cl, const sf_partition *pa, const sf_plan *p) {
@@ -102,13 +98,14 @@ static void print_plan(const sf_cluster *cl, const sf_partition *pa, const sf_pl
 }
 
 /* --attach: the "address" of each planned node, from the cluster file. */
-static int node_addresses(const void *txt, size_t len, const sf_cluster *cl, const sf_plan *p,
+static int node_addresses(const void *txt, size_t len, const sf_cluster *cl, const char **names, int k,
                           char (*addrs)[128], sf_err *err) {
   cJSON *j = cJSON_ParseWithLength(txt, len);
   cJSON *nodes = j ? cJSON_GetObjectItem(j, "nodes") : NULL;
   int rc = 0;
-  for (int i = 0; i < p->n_stages && rc == 0; i++) {
-    const char *want = cl->nodes[p->stages[i].node].name;
+  (void)cl;
+  for (int i = 0; i < k && rc == 0; i++) {
+    const char *want = names[i];
     const char *a = NULL;
     cJSON *e;
     cJSON_ArrayForEach(e, nodes) {
@@ -126,12 +123,12 @@ static int node_addresses(const void *txt, size_t len, const sf_cluster *cl, con
 
 typedef struct up_opts {
   const char *model, *cluster, *dir, *listen, *name, *algorithm, *attach;
-  int codec, threads, emulate, emulate_compute;
+  int codec, threads, emulate, emulate_compute, pipelines;
 } up_opts;
 
 static int up_run(int argc, char **argv) {
   up_opts o = {.dir = ".seifer", .listen = "127.0.0.1:8000", .algorithm = "optimal", .threads = 1,
-               .emulate = 1, .emulate_compute = -1, .codec = SF_CODEC_RAW};
+               .emulate = 1, .emulate_compute = -1, .codec = SF_CODEC_RAW, .pipelines = 1};
   long v;
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
@@ -160,6 +157,15 @@ static int up_run(int argc, char **argv) {
       o.threads = (int)v;
     } else if (!strcmp(a, "--no-emulate")) {
       o.emulate = 0;
+    } else if (!strcmp(a, "--pipelines")) {
+      const char *s = sf_cli_value(argc, argv, &i);
+      if (!s) return SF_EXIT_USAGE;
+      if (!strcmp(s, "auto")) {
+        o.pipelines = 0;
+      } else {
+        if (sf_cli_int(a, s, 1, MAX_PIPES, &v)) return SF_EXIT_USAGE;
+        o.pipelines = (int)v;
+      }
     } else if (!strcmp(a, "--emulate-compute")) {
       o.emulate_compute = 1;
     } else if (!strcmp(a, "--attach")) {
@@ -208,6 +214,13 @@ static int up_run(int argc, char **argv) {
   sf_partition pa;
   sf_cluster cl;
   sf_plan p = {0};
+  sf_multiplan mp = {0};
+  int have_mp = 0, n_pipes = 0, first_g[MAX_PIPES + 1], pipe_of[MAX_STAGES];
+  sf_plan *plans[MAX_PIPES];
+  const sf_stage *st_of[MAX_STAGES];
+  const char *node_names[MAX_STAGES];
+  static char stage_dir[MAX_PIPES][PATH_MAX];
+  double predicted = 0;
   void *txt = NULL;
   size_t len = 0;
   pid_t pids[MAX_STAGES + 1];
@@ -256,34 +269,58 @@ static int up_run(int argc, char **argv) {
   }
   sf_plan_opts popt = sf_plan_opts_default();
   popt.time_limit_s = 10;
-  if (sf__plan_solve(solver, &pa.costs, &cl, &popt, &p, &err) < 0) goto fail;
-  if (p.n_stages == 0) {
+  if (o.pipelines == 1) {
+    if (sf__plan_solve(solver, &pa.costs, &cl, &popt, &p, &err) < 0) goto fail;
+    if (p.n_stages > 0) plans[n_pipes++] = &p;
+    predicted = p.throughput_per_s;
+  } else {
+    if (sf__plan_multi(solver, &pa.costs, &cl, &popt, o.pipelines, &mp, &err) < 0) goto fail;
+    have_mp = 1;
+    for (int q = 0; q < mp.n_pipelines && q < MAX_PIPES; q++) plans[n_pipes++] = &mp.pipelines[q];
+    predicted = mp.throughput_per_s;
+  }
+  if (n_pipes == 0) {
     sf__errf(&err, SF_EINVAL, "the model does not fit the cluster's memory (no feasible plan)");
     goto fail;
   }
-  if (p.n_stages > MAX_STAGES) {
-    sf__errf(&err, SF_ELIMIT, "%d stages (at most %d)", p.n_stages, MAX_STAGES);
-    goto fail;
+  for (int q = 0; q < n_pipes; q++) {
+    if (k + plans[q]->n_stages > MAX_STAGES) {
+      sf__errf(&err, SF_ELIMIT, "more than %d stages in all", MAX_STAGES);
+      goto fail;
+    }
+    first_g[q] = k;
+    for (int i = 0; i < plans[q]->n_stages; i++, k++) {
+      pipe_of[k] = q;
+      st_of[k] = &plans[q]->stages[i];
+      node_names[k] = cl.nodes[plans[q]->stages[i].node].name;
+    }
   }
-  k = p.n_stages;
-  print_plan(&cl, &pa, &p);
+  first_g[n_pipes] = k;
+  for (int q = 0; q < n_pipes; q++) {
+    if (n_pipes > 1) printf("pipeline %d (%.2f req/s of the total):\n", q, have_mp ? mp.rate_per_s[q] : predicted);
+    print_plan(&cl, &pa, plans[q]);
+  }
+  if (n_pipes > 1) printf("%d pipelines: predicted total %.2f req/s\n", n_pipes, predicted);
 
-  /* Split. */
-  int pos[MAX_STAGES + 1];
-  const char *node_names[MAX_STAGES];
-  pos[0] = 0;
-  for (int i = 0; i < k; i++) {
-    pos[i + 1] = pa.costs.pos[p.stages[i].cut_to];
-    node_names[i] = cl.nodes[p.stages[i].node].name;
+  /* Split: pipeline 0 into DIR/stages, pipeline q > 0 into DIR/stages/pq. */
+  for (int q = 0; q < n_pipes; q++) {
+    int pos[MAX_STAGES + 1], ks = plans[q]->n_stages;
+    pos[0] = 0;
+    for (int i = 0; i < ks; i++) pos[i + 1] = pa.costs.pos[plans[q]->stages[i].cut_to];
+    if (q == 0) snprintf(stage_dir[q], sizeof stage_dir[q], "%s/stages", o.dir);
+    else snprintf(stage_dir[q], sizeof stage_dir[q], "%s/stages/p%d", o.dir, q);
+    if (mkdirs(stage_dir[q]) < 0) {
+      sf__errf(&err, SF_EIO, "%s: %s", stage_dir[q], strerror(errno));
+      goto fail;
+    }
+    if (sf__partition_write(&pa, name, ks, pos, node_names + first_g[q], stage_dir[q], &err) < 0) goto fail;
   }
-  snprintf(path, sizeof path, "%s/stages", o.dir);
-  if (sf__partition_write(&pa, name, k, pos, node_names, path, &err) < 0) goto fail;
 
   /* Start the processes (or find the running ones). */
   char secret_path[PATH_MAX];
   snprintf(secret_path, sizeof secret_path, "%s/secret", o.dir);
   if (o.attach) {
-    if (node_addresses(txt, len, &cl, &p, addrs, &err) < 0) goto fail;
+    if (node_addresses(txt, len, &cl, node_names, k, addrs, &err) < 0) goto fail;
     if (strlen(o.attach) >= sizeof gw_data) {
       sf__errf(&err, SF_EINVAL, "--attach: address too long");
       goto fail;
@@ -331,62 +368,67 @@ static int up_run(int argc, char **argv) {
     snprintf(url, sizeof url, "http://%s:%d", host, gw_ports[0]);
   }
 
-  /* Ship the stages and wire the chain: stage i sends to stage i+1, the last to the gateway. */
-  for (int i = 0; i < k; i++) {
+  /* Ship the stages and wire each chain: stage i sends to stage i+1, the last to the gateway. */
+  for (int g = 0; g < k; g++) {
+    int q = pipe_of[g], i = g - first_g[q], last = g + 1 == first_g[q + 1];
     char stage_path[PATH_MAX];
-    if (sf__ctl_connect(&ctl[i], addrs[i], &sec, &err) < 0) goto fail;
-    snprintf(stage_path, sizeof stage_path, "%s/stages/stage-%d.onnx", o.dir, i + 1);
+    if (sf__ctl_connect(&ctl[g], addrs[g], &sec, &err) < 0) goto fail;
+    snprintf(stage_path, sizeof stage_path, "%s/stage-%d.onnx", stage_dir[q], i + 1);
     void *bytes = NULL;
     size_t blen = 0;
     if (sf__read_file(stage_path, (int64_t)2 << 30, &bytes, &blen, &err) < 0) goto fail;
-    int src = sf__ctl_stage(ctl[i], bytes, blen, 120000, &info[i], &err);
+    int src = sf__ctl_stage(ctl[g], bytes, blen, 120000, &info[g], &err);
     free(bytes);
     if (src < 0) {
-      sf__errctx(&err, err.code, "stage %d on %s", i + 1, node_names[i]);
+      sf__errctx(&err, err.code, "stage %d on %s", i + 1, node_names[g]);
       goto fail;
     }
-    int from = p.stages[i].node;
-    int to = i + 1 < k ? p.stages[i + 1].node : cl.gateway;
+    int from = st_of[g]->node;
+    int to = !last ? st_of[g + 1]->node : cl.gateway;
     double rate = o.emulate && to >= 0 && to != from ? cl.bw[from * cl.n + to] : 0;
     char cfg[512];
     snprintf(cfg, sizeof cfg,
-             "{\"stage\":%d,\"pipeline\":0,\"next\":\"%s\",\"last\":%s,\"codec\":\"%s\","
+             "{\"stage\":%d,\"pipeline\":%d,\"next\":\"%s\",\"last\":%s,\"codec\":\"%s\","
              "\"rate_bytes_per_s\":%.17g,\"compute_s\":%.17g}",
-             i, i + 1 < k ? addrs[i + 1] : gw_data, i + 1 < k ? "false" : "true",
-             sf__codec_name(o.codec), rate, o.emulate_compute ? p.stages[i].compute_s : 0.0);
-    if (sf__ctl_config(ctl[i], cfg, 10000, NULL, &err) < 0) {
-      sf__errctx(&err, err.code, "configuring stage %d on %s", i + 1, node_names[i]);
+             i, q, !last ? addrs[g + 1] : gw_data, !last ? "false" : "true", sf__codec_name(o.codec), rate,
+             o.emulate_compute ? st_of[g]->compute_s : 0.0);
+    if (sf__ctl_config(ctl[g], cfg, 10000, NULL, &err) < 0) {
+      sf__errctx(&err, err.code, "configuring stage %d on %s", i + 1, node_names[g]);
       goto fail;
     }
   }
   {
     if (sf__ctl_connect(&ctl[k], gw_data, &sec, &err) < 0) goto fail;
-    char *ins = tensor_list_json(info[0], "inputs"), *outs = tensor_list_json(info[k - 1], "outputs");
-    int first = p.stages[0].node;
-    double rate = o.emulate && cl.gateway >= 0 && cl.gateway != first ? cl.bw[cl.gateway * cl.n + first] : 0;
-    cJSON *sa = cJSON_CreateArray(), *sn = cJSON_CreateArray();
-    for (int i = 0; i < k; i++) {
-      cJSON_AddItemToArray(sa, cJSON_CreateString(addrs[i]));
-      cJSON_AddItemToArray(sn, cJSON_CreateString(node_names[i]));
+    cJSON *cfg = cJSON_CreateObject(), *pipes = cJSON_CreateArray();
+    cJSON_AddStringToObject(cfg, "model", name);
+    cJSON_AddStringToObject(cfg, "version", "1");
+    cJSON *ins = cJSON_Parse(info[0]), *outs = cJSON_Parse(info[first_g[1] - 1]);
+    cJSON_AddItemToObject(cfg, "inputs", cJSON_DetachItemFromObject(ins, "inputs"));
+    cJSON_AddItemToObject(cfg, "outputs", cJSON_DetachItemFromObject(outs, "outputs"));
+    cJSON_Delete(ins);
+    cJSON_Delete(outs);
+    for (int q = 0; q < n_pipes; q++) {
+      cJSON *pj = cJSON_CreateObject(), *sa = cJSON_CreateArray(), *sn = cJSON_CreateArray();
+      int first = plans[q]->stages[0].node;
+      double rate = o.emulate && cl.gateway >= 0 && cl.gateway != first ? cl.bw[cl.gateway * cl.n + first] : 0;
+      cJSON_AddNumberToObject(pj, "id", q);
+      cJSON_AddStringToObject(pj, "first", addrs[first_g[q]]);
+      cJSON_AddStringToObject(pj, "codec", sf__codec_name(o.codec));
+      cJSON_AddNumberToObject(pj, "rate_bytes_per_s", rate);
+      cJSON_AddNumberToObject(pj, "stages", plans[q]->n_stages);
+      for (int g = first_g[q]; g < first_g[q + 1]; g++) {
+        cJSON_AddItemToArray(sa, cJSON_CreateString(addrs[g]));
+        cJSON_AddItemToArray(sn, cJSON_CreateString(node_names[g]));
+      }
+      cJSON_AddItemToObject(pj, "stage_addrs", sa);
+      cJSON_AddItemToObject(pj, "stage_nodes", sn);
+      cJSON_AddItemToArray(pipes, pj);
     }
-    char *sas = cJSON_PrintUnformatted(sa), *sns = cJSON_PrintUnformatted(sn);
-    cJSON_Delete(sa);
-    cJSON_Delete(sn);
-    size_t cap = (ins ? strlen(ins) : 0) + (outs ? strlen(outs) : 0) + (sas ? strlen(sas) : 0) +
-                 (sns ? strlen(sns) : 0) + 1024;
-    char *cfg = sf__malloc(cap);
-    int ok = ins && outs && cfg && sas && sns;
-    if (ok)
-      snprintf(cfg, cap,
-               "{\"model\":\"%s\",\"version\":\"1\",\"inputs\":%s,\"outputs\":%s,\"pipelines\":[{\"id\":0,"
-               "\"first\":\"%s\",\"codec\":\"%s\",\"rate_bytes_per_s\":%.17g,\"stages\":%d,\"stage_addrs\":%s,\"stage_nodes\":%s}]}",
-               name, ins, outs, addrs[0], sf__codec_name(o.codec), rate, k, sas, sns);
-    free(sas);
-    free(sns);
-    free(ins);
-    free(outs);
-    int crc = ok ? sf__ctl_config(ctl[k], cfg, 10000, NULL, &err) : sf__errf(&err, SF_ENOMEM, "out of memory");
-    free(cfg);
+    cJSON_AddItemToObject(cfg, "pipelines", pipes);
+    char *cs = cJSON_PrintUnformatted(cfg);
+    cJSON_Delete(cfg);
+    int crc = cs ? sf__ctl_config(ctl[k], cs, 10000, NULL, &err) : sf__errf(&err, SF_ENOMEM, "out of memory");
+    free(cs);
     if (crc < 0) {
       sf__errctx(&err, err.code, "configuring the gateway");
       goto fail;
@@ -399,18 +441,20 @@ static int up_run(int argc, char **argv) {
     if (url[0]) cJSON_AddStringToObject(j, "url", url);
     cJSON_AddStringToObject(j, "model", name);
     cJSON_AddStringToObject(j, "codec", sf__codec_name(o.codec));
-    cJSON_AddNumberToObject(j, "predicted_throughput_per_s", p.throughput_per_s);
-    cJSON_AddNumberToObject(j, "bottleneck_s", p.bottleneck_s);
+    cJSON_AddNumberToObject(j, "predicted_throughput_per_s", predicted);
+    cJSON_AddNumberToObject(j, "pipelines", n_pipes);
+    cJSON_AddNumberToObject(j, "bottleneck_s", plans[0]->bottleneck_s);
     cJSON *pj = cJSON_AddArrayToObject(j, "pids");
     for (int i = 0; i < n_pids; i++) cJSON_AddItemToArray(pj, cJSON_CreateNumber(pids[i]));
     cJSON *st = cJSON_AddArrayToObject(j, "stages");
     for (int i = 0; i < k; i++) {
       cJSON *s = cJSON_CreateObject();
+      cJSON_AddNumberToObject(s, "pipeline", pipe_of[i]);
       cJSON_AddStringToObject(s, "node", node_names[i]);
       if (!o.attach) cJSON_AddNumberToObject(s, "pid", pids[i]);
       if (!o.attach) cJSON_AddNumberToObject(s, "port", ports[i]);
       cJSON_AddStringToObject(s, "address", addrs[i]);
-      cJSON_AddNumberToObject(s, "memory_bytes", (double)p.stages[i].mem_bytes);
+      cJSON_AddNumberToObject(s, "memory_bytes", (double)st_of[i]->mem_bytes);
       cJSON *inf = cJSON_Parse(info[i]);
       cJSON *pr = inf ? cJSON_GetObjectItem(inf, "peak_rss") : NULL;
       if (cJSON_IsNumber(pr)) cJSON_AddNumberToObject(s, "loaded_peak_rss", pr->valuedouble);
@@ -425,9 +469,9 @@ static int up_run(int argc, char **argv) {
     int wrc = s ? sf__write_file(path, s, strlen(s), &err) : -1;
     free(s);
     if (wrc < 0) goto fail;
-    printf("seifer up: model '%s' served at %s (%d stage%s, codec %s%s); stop with: seifer down --dir %s\n",
-           name, url[0] ? url : gw_data, k, k == 1 ? "" : "s", sf__codec_name(o.codec), o.emulate ? ", cluster emulated" : "",
-           o.dir);
+    printf("seifer up: model '%s' served at %s (%d pipeline%s, %d stage%s, codec %s%s); stop with: seifer down --dir %s\n",
+           name, url[0] ? url : gw_data, n_pipes, n_pipes == 1 ? "" : "s", k, k == 1 ? "" : "s",
+           sf__codec_name(o.codec), o.emulate ? ", cluster emulated" : "", o.dir);
   }
   rc = SF_EXIT_OK;
   goto out;
@@ -442,6 +486,7 @@ out:
   for (int i = 0; i < k; i++) free(info[i]);
   free(txt);
   sf__plan_deinit(&p);
+  if (have_mp) sf__multiplan_deinit(&mp);
   if (have_pa) sf__partition_deinit(&pa);
   if (have_cl) sf__cluster_deinit(&cl);
   sf_model_free(m);

@@ -50,19 +50,32 @@ int sf__wait_port_file(const char *path, pid_t pid, int timeout_ms, int *ports, 
   return sf__errf(err, SF_EIO, "process %d did not start listening within %d ms", (int)pid, timeout_ms);
 }
 
+/* Gone: reaped, or a zombie waiting for whoever adopted it (not necessarily us) to reap it. */
+static int gone(pid_t pid) {
+  int st;
+  if (waitpid(pid, &st, WNOHANG) == pid) return 1;
+  if (kill(pid, 0) < 0 && errno == ESRCH) return 1;
+  char path[64], buf[256];
+  snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+  FILE *f = fopen(path, "r");
+  if (!f) return 1;
+  size_t n = fread(buf, 1, sizeof buf - 1, f);
+  fclose(f);
+  buf[n] = 0;
+  const char *rp = strrchr(buf, ')'); /* "pid (comm) S ..." */
+  return rp && rp[1] == ' ' && (rp[2] == 'Z' || rp[2] == 'X');
+}
+
 int sf__stop_process(pid_t pid, int grace_ms) {
   if (pid <= 0) return 0;
   if (kill(pid, SIGTERM) < 0) return errno == ESRCH ? 0 : -1;
   for (int waited = 0; waited < grace_ms; waited += 20) {
-    int st;
-    if (waitpid(pid, &st, WNOHANG) == pid) return 0;
-    if (kill(pid, 0) < 0 && errno == ESRCH) return 0;
+    if (gone(pid)) return 0;
     usleep(20000);
   }
   kill(pid, SIGKILL);
   for (int i = 0; i < 50; i++) {
-    int st;
-    if (waitpid(pid, &st, WNOHANG) == pid || (kill(pid, 0) < 0 && errno == ESRCH)) return 0;
+    if (gone(pid)) return 0;
     usleep(20000);
   }
   return -1;
