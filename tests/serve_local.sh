@@ -40,7 +40,7 @@ chain() { mkdir -p "$2" && cp "$T/in.npy" "$2/$(safe "$input").npy" && stages_ch
 for codec in raw lz4 fp16 zfp; do
   run="$T/run-$codec"
   if ! "$SEIFER" up --model "$T/m.onnx" --cluster "$T/cluster.json" --dir "$run" --listen 127.0.0.1:0 \
-       --codec "$codec" --name tiny >"$T/up.log" 2>&1; then
+       --codec "$codec" --name tiny --timeout 8 >"$T/up.log" 2>&1; then
     echo "FAIL: up ($codec):"; cat "$T/up.log"; cat "$run"/logs/*.log 2>/dev/null | tail -20; fail=1; continue
   fi
   url=$(jq -r .url "$run/up.json")
@@ -82,7 +82,25 @@ for codec in raw lz4 fp16 zfp; do
       echo "FAIL: loadgen"; cat "$T/lg.err" "$T/lg.json"; fail=1
     fi
     check "metrics count the requests" 'curl -s "$url/metrics" | grep -Eq "^seifer_requests_total(\{[^}]*\})? [0-9]+"'
+    # a client that disconnects mid-request: the gateway drops the answer and keeps serving
+    head -c 3000000 /dev/zero | tr '\0' '1' >"$T/bigbody"
+    curl -s -m 0.05 -X POST --data-binary @"$T/bigbody" "$url/v2/models/tiny/infer" >/dev/null 2>&1
+    (curl -s -m 2 -X POST -H 'Content-Type: application/json' -d "{\"inputs\":[{\"name\":\"$input\",\"datatype\":\"FP32\",\"shape\":[$shape],\"data\":[$(seq -s, 1 $((${shape//,/*})))]}]}" "$url/v2/models/tiny/infer" >/dev/null 2>&1 &
+     sleep 0.01; kill -9 $! ) 2>/dev/null
+    check "serving after clients vanished mid-request" '"$SEIFER" request --url "$url" --model tiny --input "$T/in.npy" -o "$T/again2.npy" >/dev/null 2>&1'
     check "up refuses a second start in the same dir" '! "$SEIFER" up --model "$T/m.onnx" --cluster "$T/cluster.json" --dir "$run" --listen 127.0.0.1:0 >/dev/null 2>&1'
+  fi
+  if [ "$codec" = lz4 ]; then
+    # a worker that goes away: requests fail with a 5xx within the gateway's timeout, nothing hangs
+    kill -9 "$(jq '.stages[1].pid' "$run/up.json")"
+    start=$(date +%s)
+    code=$(curl -s -o "$T/gone" -w '%{http_code}' -m 60 -X POST -H 'Content-Type: application/octet-stream' \
+      --data-binary "{\"inputs\":[{\"name\":\"$input\",\"datatype\":\"FP32\",\"shape\":[$shape],\"data\":[$(seq -s, 1 $((${shape//,/*})))]}]}" \
+      "$url/v2/models/tiny/infer")
+    took=$(($(date +%s) - start))
+    check "worker gone: 5xx with a JSON error (got $code after ${took}s)" '[ "${code:0:1}" = 5 ] && jq -e .error "$T/gone" >/dev/null'
+    check "worker gone: answered within the 8 s timeout (+2 s)" '[ "$took" -le 10 ]'
+    check "worker gone: gateway still answers health" '[ "$(curl -s -o /dev/null -w "%{http_code}" "$url/v2/health/live")" = 200 ]'
   fi
   pids=$(jq -r '.pids[]' "$run/up.json")
   check "$codec: down" '"$SEIFER" down --dir "$run" >/dev/null'

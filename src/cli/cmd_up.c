@@ -29,6 +29,7 @@ static void up_usage(void) {
       "                 [--listen HOST:PORT] [--dir DIR] [--name NAME] [--threads N]\n"
       "                 [--algorithm optimal|kpath|joint|random] [--no-emulate]\n"
       "                 [--attach GATEWAY_DATA_ADDR] [--emulate-compute] [--pipelines N|auto]\n"
+      "                 [--timeout S]\n"
       "Plans MODEL on the cluster, starts one worker per stage and the gateway as local\n"
       "processes, ships the stages and prints the plan and the URL (default\n"
       "http://127.0.0.1:8000). The cluster is emulated: every hop's sends are paced to the\n"
@@ -44,7 +45,8 @@ static void up_usage(void) {
       "machine).\n"
       "--pipelines: up to N disjoint pipelines (auto: as many as raise the total throughput); the\n"
       "gateway balances requests across them. Pipeline 0's stages go to DIR/stages, pipeline q's\n"
-      "to DIR/stages/pq.\n");
+      "to DIR/stages/pq. --timeout: the gateway answers 504 to a request not done within S\n"
+      "seconds (default 30).\n");
 }
 
 static int mkdirs(const char *d) {
@@ -124,6 +126,7 @@ static int node_addresses(const void *txt, size_t len, const sf_cluster *cl, con
 typedef struct up_opts {
   const char *model, *cluster, *dir, *listen, *name, *algorithm, *attach;
   int codec, threads, emulate, emulate_compute, pipelines;
+  const char *timeout; /* gateway request timeout, seconds */
 } up_opts;
 
 static int up_run(int argc, char **argv) {
@@ -157,6 +160,8 @@ static int up_run(int argc, char **argv) {
       o.threads = (int)v;
     } else if (!strcmp(a, "--no-emulate")) {
       o.emulate = 0;
+    } else if (!strcmp(a, "--timeout")) {
+      if (!(o.timeout = sf_cli_value(argc, argv, &i)) || sf_cli_int(a, o.timeout, 1, 86400, &v)) return SF_EXIT_USAGE;
     } else if (!strcmp(a, "--pipelines")) {
       const char *s = sf_cli_value(argc, argv, &i);
       if (!s) return SF_EXIT_USAGE;
@@ -352,7 +357,7 @@ static int up_run(int argc, char **argv) {
     snprintf(log, sizeof log, "%s/logs/gateway.log", o.dir);
     unlink(port_file);
     char *args[] = {self, "gateway", "--listen", (char *)o.listen, "--data", "127.0.0.1:0", "--secret",
-                    secret_path, "--port-file", port_file, NULL};
+                    secret_path, "--port-file", port_file, "--timeout", (char *)(o.timeout ? o.timeout : "30"), NULL};
     pid_t pid = sf__spawn(self, args, log, &err);
     if (pid < 0) goto fail;
     pids[n_pids++] = pid;
