@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Pipelines on a namespaced edge cluster with real tc-shaped links (needs root):
 #  1. per zoo model: the plan's predicted throughput vs the steady-state throughput measured with
-#     `seifer loadgen` through the gateway, on the full cluster and on the smallest prefix of its
+#     `seifer loadgen` through the gateway (--requests, at most ~40 s worth per run), on the full cluster and on the smallest prefix of its
 #     nodes that still holds the model (the gain of using the whole cluster);
 #  2. per-hop overhead: latency of one request through k stages on unshaped loopback links,
 #     minus the latency through one stage, per extra hop (tiny model, compute negligible);
@@ -82,8 +82,10 @@ run() {
   local pred k
   pred=$(jq .predicted_throughput_per_s "$W/run/up.json")
   k=$(jq '.stages | length' "$W/run/up.json")
+  local count
+  count=$(awk -v r="$REQUESTS" -v p="$pred" 'BEGIN { c = int(p * 40); if (c > r) c = r; if (c < 12) c = 12; print c }')
   netns_exec gw "$SEIFER" loadgen --url "http://$gwa:8000" --model "$model" --input "$W/in-$model.npy" \
-    --count "$REQUESTS" --concurrency $((2 * k + 4)) --binary --json >"$W/lg.json" 2>/dev/null ||
+    --count "$count" --concurrency $((2 * k + 4)) --binary --json >"$W/lg.json" 2>/dev/null ||
     { echo "loadgen failed" >&2; cat "$W/lg.json" >&2; return 1; }
   echo "$pred $(jq .steady_throughput_per_s "$W/lg.json") $k $(jq .failed "$W/lg.json")"
 }
