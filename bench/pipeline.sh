@@ -77,7 +77,7 @@ run() {
   local model=$1 cluster=$2
   rm -f "$W/run/up.json"
   netns_exec gw "$SEIFER" up --model "out/bench/$model.onnx" --cluster "$cluster" --dir "$W/run" \
-    --attach "$gwa:7100" --emulate-compute --codec "$CODEC" --name "$model" >"$W/up.log" 2>&1 ||
+    --attach "$gwa:7100" --emulate-compute --codec "$CODEC" --name "$model" --sample "$W/in-$model.npy" >"$W/up.log" 2>&1 ||
     { echo "up failed:" >&2; cat "$W/up.log" >&2; return 1; }
   local pred k
   pred=$(jq .predicted_throughput_per_s "$W/run/up.json")

@@ -37,15 +37,16 @@ cat >"$OUT/cluster.json" <<'JSON'
 JSON
 step "cluster: $OUT/cluster.json (7 nodes, 64-1024 MB, 40-120 Mbit/s)"
 
-step "seifer up: plan, split, start one worker per stage and the gateway (links and compute emulated)"
-"$SEIFER" up --model "$OUT/$MODEL.onnx" --cluster "$OUT/cluster.json" --dir "$RUN" --listen 127.0.0.1:0 \
-  --name "$MODEL" --codec lz4
-url=$(sed -n 's/.*"url":[[:space:]]*"\([^"]*\)".*/\1/p' "$RUN/up.json")
-predicted=$(sed -n 's/.*"predicted_throughput_per_s":[[:space:]]*\([0-9.e+-]*\).*/\1/p' "$RUN/up.json")
-
 shape=$("$SEIFER" inspect "$OUT/$MODEL.onnx" --json | sed -n 's/.*"resolved_shape":[[:space:]]*\[\([0-9, ]*\)\].*/\1/p' | head -n1 | tr -d " ")
 input=$("$SEIFER" inspect "$OUT/$MODEL.onnx" --json | sed -n 's/.*"name":[[:space:]]*"\([^"]*\)".*/\1/p' | head -n1)
 "$NPYTOOL" image "$OUT/input.npy" "$shape" -128 128
+
+step "seifer up: plan, split, start one worker per stage and the gateway (links and compute emulated)"
+"$SEIFER" up --model "$OUT/$MODEL.onnx" --cluster "$OUT/cluster.json" --dir "$RUN" --listen 127.0.0.1:0 \
+  --name "$MODEL" --codec lz4 --sample "$OUT/input.npy"
+url=$(sed -n 's/.*"url":[[:space:]]*"\([^"]*\)".*/\1/p' "$RUN/up.json")
+predicted=$(sed -n 's/.*"predicted_throughput_per_s":[[:space:]]*\([0-9.e+-]*\).*/\1/p' "$RUN/up.json")
+
 
 step "one request through the pipeline vs. seifer infer on the whole model"
 "$SEIFER" request --url "$url" --model "$MODEL" --input "$OUT/input.npy" -o "$OUT/pipeline-out.npy"
