@@ -392,7 +392,7 @@ static int up_run(int argc, char **argv) {
   /* Ship the stages and wire each chain: stage i sends to stage i+1, the last to the gateway. */
   for (int g = 0; g < k; g++) {
     int q = pipe_of[g], i = g - first_g[q], last = g + 1 == first_g[q + 1];
-    char stage_path[PATH_MAX];
+    char stage_path[PATH_MAX + 64];
     if (sf__ctl_connect(&ctl[g], addrs[g], &sec, &err) < 0) goto fail;
     snprintf(stage_path, sizeof stage_path, "%s/stage-%d.onnx", stage_dir[q], i + 1);
     void *bytes = NULL;
