@@ -287,7 +287,7 @@ static void test_frame_corruption(void **st) {
       {"magic (crc fixed)", 3, 0, 1, SF_EFORMAT, "magic"},
       {"version", 4, 2, 1, SF_EFORMAT, "version"},
       {"type 0", 6, 0, 1, SF_EFORMAT, "type"},
-      {"type 13", 6, 13, 1, SF_EFORMAT, "type"},
+      {"type past the last", 6, SF_FR_TYPE_MAX + 1, 1, SF_EFORMAT, "type"},
       {"reserved", 10, 1, 1, SF_EFORMAT, "reserved"},
       {"reserved2", 40, 1, 1, SF_EFORMAT, "reserved"},
       {"flags without crc", 8, 0x77, 0, SF_EFORMAT, "header checksum"},

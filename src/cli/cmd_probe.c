@@ -11,6 +11,8 @@
 #include "plan/plan.h"
 #include "probe/probe.h"
 
+void sf_cli_probe_links_usage(void); /* cmd_probe_links.c */
+
 static void usage(void) {
   printf(
       "usage: seifer probe compute MODEL [-o costs.json] [--cluster CLUSTER.json [--node NAME]]\n"
@@ -21,6 +23,7 @@ static void usage(void) {
       "measured stage times. The times hold for a node of the speed written as ref_gflops: this\n"
       "machine's measured GFLOP/s, or with --cluster the 'gflops' of node NAME of the cluster\n"
       "(default: the node named like this host), i.e. this machine is that node.\n");
+  sf_cli_probe_links_usage();
 }
 
 static int cmp_desc(const void *a, const void *b) {
@@ -171,15 +174,18 @@ out:
   return rc;
 }
 
+int sf_cli_probe_links(int argc, char **argv); /* cmd_probe_links.c */
+
 static int run(int argc, char **argv) {
   if (argc < 2) {
     usage();
     return SF_EXIT_USAGE;
   }
   if (!strcmp(argv[1], "compute")) return compute(argc - 1, argv + 1);
-  sf_cli_err("probe: unknown measurement '%s' (available: compute)", argv[1]);
+  if (!strcmp(argv[1], "links")) return sf_cli_probe_links(argc - 1, argv + 1);
+  sf_cli_err("probe: unknown measurement '%s' (available: compute, links)", argv[1]);
   return SF_EXIT_USAGE;
 }
 
-const sf_cmd sf_cmd_probe = {"probe", "measure the cluster and models for the planner (compute)",
+const sf_cmd sf_cmd_probe = {"probe", "measure the cluster and models for the planner (compute, links)",
                              run, usage};

@@ -83,7 +83,7 @@ uint32_t sf__crc32c(uint32_t crc, const void *p, size_t n) {
 const char *sf__frame_type_name(int type) {
   static const char *const names[] = {NULL,     "challenge", "auth",      "auth_ok", "infer",
                                       "result", "error",     "heartbeat", "stage",   "stage_ok",
-                                      "config", "drain",     "bye"};
+                                      "config", "drain",     "bye",       "probe",   "probe_data"};
   if (type < 1 || type > SF_FR_TYPE_MAX) return "unknown";
   return names[type];
 }

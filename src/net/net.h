@@ -78,8 +78,19 @@ typedef enum sf_frame_type {
   SF_FR_CONFIG = 10,   /* JSON: worker configuration (next hop, codec, link rate, ...) */
   SF_FR_DRAIN = 11,    /* stop taking work, finish what is queued */
   SF_FR_BYE = 12,
-  SF_FR_TYPE_MAX = 12
+  SF_FR_PROBE = 13,      /* link probe, JSON: controller <-> worker request / result on the
+                            control link; prober <-> peer start / result on a "probe" link */
+  SF_FR_PROBE_DATA = 14, /* probe bytes: flags SF_PROBE_PING = echo me (RTT), else bulk */
+  SF_FR_TYPE_MAX = 14
 } sf_frame_type;
+#define SF_PROBE_PING 1 /* SF_FR_PROBE_DATA flag */
+/* Link probe limits (docs/probe.md): bulk phase length and size cap, RTT samples. */
+#define SF_PROBE_DEFAULT_SECONDS 1.0
+#define SF_PROBE_MIN_SECONDS 0.05
+#define SF_PROBE_MAX_SECONDS 30.0
+#define SF_PROBE_DEFAULT_BYTES (256.0 * 1048576)
+#define SF_PROBE_MAX_BYTES (16.0 * 1073741824)
+#define SF_PROBE_DEFAULT_PINGS 10
 
 typedef struct sf_frame_hdr {
   uint16_t type;        /* sf_frame_type */

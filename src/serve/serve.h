@@ -57,6 +57,24 @@ typedef struct sf_worker_opts {
  * *stop becomes nonzero (tests). Returns 0 after a clean drain. */
 int sf__worker_run(const sf_worker_opts *o, volatile sig_atomic_t *stop, sf_err *err);
 
+/* ---- link probes (probe_srv.c, docs/probe.md) ---------------------------------------------- */
+/* What the prober needs from its worker. */
+typedef struct sf_probe_host {
+  const sf_secret *secret;
+  const char *who;                       /* log prefix */
+  int tick_ms;                           /* call tick this often while measuring (default 500) */
+  int (*tick)(void *ctx, sf_conn *ctl);  /* e.g. a heartbeat on the control link; < 0: link lost */
+  void *ctx;
+  volatile sig_atomic_t *stop;           /* nonzero: give up (may be NULL) */
+} sf_probe_host;
+/* Control link got SF_FR_PROBE req ({"peer": "host:port", "seconds", "bytes", "pings"}): measure
+ * the link to the peer worker and answer on ctl with SF_FR_PROBE {"peer", "mbps", "rtt_ms",
+ * "rtt_min_ms", "bytes", "seconds", "steady_bytes", "steady_seconds"} or SF_FR_ERROR (same
+ * request_id). Takes about "seconds" plus the pings. Returns < 0 only when ctl failed. */
+int sf__probe_request(sf_conn *ctl, const sf_frame *req, const sf_probe_host *h);
+/* Serve one authenticated "probe" connection: echo pings, time the bulk bytes, send the result. */
+void sf__probe_peer(sf_conn *c, const char *who);
+
 /* ---- gateway ------------------------------------------------------------------------------ */
 typedef struct sf_gateway_opts {
   const char *http_listen; /* "host:port" of the HTTP API */

@@ -1,7 +1,9 @@
 /* The worker: runs one pipeline stage. Threads:
  *   accept    authenticates every connection, then hands it to a connection thread by role:
  *   control   ("controller") stage model (SF_FR_STAGE, cached by digest), configuration
- *             (SF_FR_CONFIG: next hop, codec, link rate), drain; sends heartbeats with status;
+ *             (SF_FR_CONFIG: next hop, codec, link rate), drain, link probes (SF_FR_PROBE,
+ *             probe_srv.c); sends heartbeats with status;
+ *   probe     ("probe") another worker measuring its link to this one (probe_srv.c);
  *   upstream  (any other role) receives INFER / ERROR frames into jobs from a fixed pool;
  *   compute   decodes a job's tensors into the session inputs, runs, encodes the outputs;
  *   send      sends finished jobs to the next hop (another worker, or the gateway: RESULT).
@@ -13,6 +15,7 @@
 #include <poll.h>
 #include <stdatomic.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -52,6 +55,7 @@ typedef struct worker {
   double compute_s; /* emulated compute time per request (0 = as fast as this machine runs) */
   uint32_t stage, pipeline;
   sf_conn *conns[MAX_CONNS]; /* open connections (for shutdown) */
+  sf_conn *next_conn;        /* the send thread's link to the next hop (shut down on rewiring) */
   int conn_is_up[MAX_CONNS];
   int n_threads;             /* live connection threads */
 
@@ -118,6 +122,10 @@ static char *status_json(worker *w) {
   cJSON_AddNumberToObject(j, "stage", w->stage);
   cJSON_AddNumberToObject(j, "pipeline", w->pipeline);
   cJSON_AddStringToObject(j, "next", w->next);
+  cJSON_AddBoolToObject(j, "last", w->last);
+  cJSON_AddStringToObject(j, "codec", sf__codec_name(w->codec));
+  cJSON_AddNumberToObject(j, "rate_bytes_per_s", w->rate);
+  cJSON_AddNumberToObject(j, "compute_s", w->compute_s);
   pthread_mutex_unlock(&w->mu);
   cJSON_AddNumberToObject(j, "processed", (double)atomic_load(&w->processed));
   cJSON_AddNumberToObject(j, "errors", (double)atomic_load(&w->errors));
@@ -161,8 +169,11 @@ static int mkdir_p(const char *dir) {
   return mkdir(tmp, 0700) < 0 && errno != EEXIST ? -1 : 0;
 }
 
-/* Load the stage in payload (digest + bytes, or digest only: from the cache). */
-static int load_stage(worker *w, const uint8_t *p, size_t len, sf_err *err) {
+/* Load the stage in f's payload (digest + bytes, or digest only: from the cache). The payload
+ * is freed once the model is in the cache, before the model is loaded (peak memory). */
+static int load_stage(worker *w, sf_frame *f, sf_err *err) {
+  const uint8_t *p = f->payload;
+  size_t len = (size_t)f->hdr.payload_len;
   if (len < 32) return sf__errf(err, SF_EFORMAT, "stage frame: %zu bytes, need a 32-byte digest", len);
   char hex[65], path[4200], tmp[4300];
   sf__hex(p, 32, hex);
@@ -183,6 +194,7 @@ static int load_stage(worker *w, const uint8_t *p, size_t len, sf_err *err) {
   } else if (access(path, R_OK) < 0) {
     return sf__errf(err, SF_ENOTFOUND, "stage %s not in cache", hex);
   }
+  sf__frame_deinit(f);
   double t0 = sf__now();
   sf_model *m = NULL;
   sf_session *s = NULL;
@@ -269,6 +281,8 @@ static int apply_config(worker *w, const uint8_t *p, size_t len, sf_err *err) {
     rc = sf__errf(err, SF_EFORMAT, "config: \"stage\" / \"pipeline\" out of range");
   if (rc == 0) {
     pthread_mutex_lock(&w->mu);
+    if (next && strcmp(w->next, next->valuestring) && w->next_conn)
+      sf__conn_shutdown(w->next_conn); /* a send blocked on the old next hop (a cut link) returns */
     if (next) snprintf(w->next, sizeof w->next, "%s", next->valuestring);
     if (codec) w->codec = cid;
     if (rate) w->rate = rate->valuedouble;
@@ -289,6 +303,11 @@ typedef struct conn_arg {
   worker *w;
   sf_conn *c;
 } conn_arg;
+
+/* Heartbeats keep flowing while this worker measures a link (probe_srv.c). */
+static int probe_tick(void *arg, sf_conn *c) {
+  return send_json(c, SF_FR_HEARTBEAT, status_json(arg), NULL);
+}
 
 static void control_loop(worker *w, sf_conn *c) {
   sf_frame f = {0};
@@ -313,13 +332,15 @@ static void control_loop(worker *w, sf_conn *c) {
     }
     int rc = 0;
     switch (f.hdr.type) {
-    case SF_FR_STAGE:
-      rc = load_stage(w, f.payload, f.hdr.payload_len, &err);
+    case SF_FR_STAGE: {
+      uint64_t rid = f.hdr.request_id; /* load_stage frees the payload */
+      rc = load_stage(w, &f, &err);
       if (rc == 0) rc = send_json(c, SF_FR_STAGE_OK, stage_json(w), &err);
-      else if (send_error(c, f.hdr.request_id, err.msg) == 0) rc = 0;
+      else if (send_error(c, rid, err.msg) == 0) rc = 0;
       if (err.code && err.code != SF_ENOTFOUND) sf__logf(w->who, "stage: %s", err.msg);
       err.code = 0;
       break;
+    }
     case SF_FR_CONFIG:
       if (apply_config(w, f.payload, f.hdr.payload_len, &err) < 0) {
         sf__logf(w->who, "%s", err.msg);
@@ -331,6 +352,12 @@ static void control_loop(worker *w, sf_conn *c) {
     case SF_FR_HEARTBEAT:
       rc = send_json(c, SF_FR_HEARTBEAT, status_json(w), &err);
       break;
+    case SF_FR_PROBE: {
+      sf_probe_host ph = {w->o->secret, w->who, hb, probe_tick, w, w->stop};
+      rc = sf__probe_request(c, &f, &ph);
+      next_hb = sf__now() + hb / 1000.0;
+      break;
+    }
     case SF_FR_DRAIN:
       atomic_store(&w->draining, 1);
       *w->stop = 1;
@@ -393,6 +420,8 @@ static void *conn_main(void *arg) {
     slot = reg_add(w, c, up);
     if (slot < 0) {
       sf__logf(w->who, "refused %s: too many connections", sf__conn_peer(c));
+    } else if (!strcmp(role, "probe")) {
+      sf__probe_peer(c, w->who); /* a link probe from another worker (probe_srv.c) */
     } else if (up) {
       upstream_loop(w, c);
     } else {
@@ -512,6 +541,25 @@ static sf_conn *connect_next(worker *w, int *gen) {
   return c;
 }
 
+/* The next hop closed the connection (it died or restarted; it never sends on this link): a
+ * frame written now would vanish, so reconnect first. */
+static int peer_gone(sf_conn *c) {
+  struct pollfd p = {.fd = sf__conn_fd(c), .events = POLLIN | POLLRDHUP};
+  if (poll(&p, 1, 0) <= 0) return 0;
+  if (p.revents & (POLLHUP | POLLERR | POLLRDHUP)) return 1;
+  char b;
+  return recv(p.fd, &b, 1, MSG_PEEK | MSG_DONTWAIT) == 0;
+}
+
+/* The send thread's connection, published so that rewiring can shut it down. */
+static void set_next_conn(worker *w, sf_conn **c, sf_conn *nc) {
+  pthread_mutex_lock(&w->mu);
+  w->next_conn = nc;
+  pthread_mutex_unlock(&w->mu);
+  if (*c && *c != nc) sf__conn_free(*c);
+  *c = nc;
+}
+
 static void *send_main(void *arg) {
   worker *w = arg;
   sf_conn *c = NULL;
@@ -526,12 +574,15 @@ static void *send_main(void *arg) {
       int cur = w->cfg_gen;
       uint32_t stage = w->stage;
       pthread_mutex_unlock(&w->mu);
+      if (c && cur == gen && peer_gone(c)) {
+        sf__logf(w->who, "next hop closed the connection; reconnecting");
+        set_next_conn(w, &c, NULL);
+      }
       if (c && cur != gen) {
         sf__frame_send(c, &(sf_frame_hdr){.type = SF_FR_BYE}, NULL, 0, NULL);
-        sf__conn_free(c);
-        c = NULL;
+        set_next_conn(w, &c, NULL);
       }
-      if (!c) c = connect_next(w, &gen);
+      if (!c) set_next_conn(w, &c, connect_next(w, &gen));
       if (c) {
         sf_err err = {0};
         sf_frame_hdr h = {.type = (uint16_t)j->kind, .request_id = j->rid, .pipeline = j->pipeline,
@@ -542,8 +593,7 @@ static void *send_main(void *arg) {
           break;
         }
         sf__logf(w->who, "next hop: %s; reconnecting", err.msg);
-        sf__conn_free(c);
-        c = NULL;
+        set_next_conn(w, &c, NULL);
       }
       if (sf__now() > give_up) {
         sf__logf(w->who, "request %llu dropped: next hop unreachable", (unsigned long long)j->rid);
@@ -554,7 +604,7 @@ static void *send_main(void *arg) {
     sf__queue_push(&w->free_q, j, -1);
   }
   if (c) sf__frame_send(c, &(sf_frame_hdr){.type = SF_FR_BYE}, NULL, 0, NULL);
-  sf__conn_free(c);
+  set_next_conn(w, &c, NULL);
   return NULL;
 }
 

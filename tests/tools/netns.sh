@@ -24,7 +24,7 @@ netns_can_run() {
 netns_rate() { # FROM TO -> mbps
   local r
   r=$(jq -r --arg f "$2" --arg t "$3" '
-      [.links[]? | select((.from == $f and .to == $t) or ((.symmetric // true) and .from == $t and .to == $f)) | .mbps][0]
+      [.links[]? | select((.from == $f and .to == $t) or (.symmetric != false and .from == $t and .to == $f)) | .mbps][0]
       // .default_link.mbps // empty' "$1")
   echo "${r:-1000}"
 }
