@@ -38,6 +38,8 @@ SF_WEAK_CMD(sf_cmd_up)
 SF_WEAK_CMD(sf_cmd_down)
 SF_WEAK_CMD(sf_cmd_request)
 SF_WEAK_CMD(sf_cmd_loadgen)
+SF_WEAK_CMD(sf_cmd_controller)
+SF_WEAK_CMD(sf_cmd_deploy)
 #undef SF_WEAK_CMD
 
 #endif

@@ -16,7 +16,6 @@
 
 #include "cli/cli.h"
 #include "control/control.h"
-#include "onnx/onnx.h"
 #include "partition/partition.h"
 #include "plan/plan.h"
 
@@ -48,18 +47,6 @@ static void up_usage(void) {
       "to DIR/stages/pq. --timeout: the gateway answers 504 to a request not done within S\n"
       "seconds (default 30). --sample: a typical input; with a compressing codec the planner uses\n"
       "the sizes the codec gives on the tensors this input produces (default: a synthetic image).\n");
-}
-
-static int mkdirs(const char *d) {
-  char tmp[PATH_MAX];
-  snprintf(tmp, sizeof tmp, "%s", d);
-  for (char *p = tmp + 1; *p; p++) {
-    if (*p != '/') continue;
-    *p = 0;
-    if (mkdir(tmp, 0700) < 0 && errno != EEXIST) return -1;
-    *p = '/';
-  }
-  return mkdir(tmp, 0700) < 0 && errno != EEXIST ? -1 : 0;
 }
 
 /* Pids recorded in DIR/up.json (workers and gateway), -1 when there is no such file. */
@@ -98,30 +85,6 @@ static void print_plan(const sf_cluster *cl, const sf_partition *pa, const sf_pl
   }
   printf("bottleneck %.2f ms, predicted throughput %.2f req/s (%s%s)\n", p->bottleneck_s * 1e3,
          p->throughput_per_s, p->algorithm, p->optimal ? ", proven optimal" : "");
-}
-
-/* --attach: the "address" of each planned node, from the cluster file. */
-static int node_addresses(const void *txt, size_t len, const sf_cluster *cl, const char **names, int k,
-                          char (*addrs)[128], sf_err *err) {
-  cJSON *j = cJSON_ParseWithLength(txt, len);
-  cJSON *nodes = j ? cJSON_GetObjectItem(j, "nodes") : NULL;
-  int rc = 0;
-  (void)cl;
-  for (int i = 0; i < k && rc == 0; i++) {
-    const char *want = names[i];
-    const char *a = NULL;
-    cJSON *e;
-    cJSON_ArrayForEach(e, nodes) {
-      cJSON *nm = cJSON_GetObjectItem(e, "name"), *ad = cJSON_GetObjectItem(e, "address");
-      if (cJSON_IsString(nm) && !strcmp(nm->valuestring, want) && cJSON_IsString(ad)) a = ad->valuestring;
-    }
-    if (!a || !a[0] || strlen(a) >= 128 || !strchr(a, ':'))
-      rc = sf__errf(err, SF_EINVAL, "--attach: node '%s' needs an \"address\" (host:port) in the cluster file", want);
-    else
-      snprintf(addrs[i], 128, "%s", a);
-  }
-  cJSON_Delete(j);
-  return rc;
 }
 
 typedef struct up_opts {
@@ -203,10 +166,7 @@ static int up_run(int argc, char **argv) {
     }
     snprintf(name, sizeof name, "%s", o.name);
   } else {
-    const char *b = strrchr(o.model, '/');
-    snprintf(name, sizeof name, "%s", b ? b + 1 : o.model);
-    char *dot = strstr(name, ".onnx");
-    if (dot && dot != name) *dot = 0;
+    sf__model_name_from_path(o.model, name, sizeof name);
   }
 
   pid_t old[MAX_STAGES + 1];
@@ -217,10 +177,9 @@ static int up_run(int argc, char **argv) {
     return SF_EXIT_FAIL;
   }
 
-  int rc = SF_EXIT_FAIL, have_pa = 0, have_cl = 0, k = 0;
+  int rc = SF_EXIT_FAIL, have_cl = 0, have_dm = 0, k = 0;
   sf_err err = {0};
-  sf_model *m = NULL;
-  sf_partition pa;
+  sf_dmodel dm;
   sf_cluster cl;
   sf_plan p = {0};
   sf_multiplan mp = {0};
@@ -233,24 +192,24 @@ static int up_run(int argc, char **argv) {
   void *txt = NULL;
   size_t len = 0;
   pid_t pids[MAX_STAGES + 1];
-  int n_pids = 0, ports[MAX_STAGES] = {0}, gw_ports[2] = {0, 0};
+  int n_pids = 0;
   static char addrs[MAX_STAGES][128];
+  char (*node_addr)[128] = NULL;
   char gw_data[128] = "", url[300] = "";
   char *info[MAX_STAGES] = {0};
   sf_conn *ctl[MAX_STAGES + 1] = {0};
+  cJSON *ins = NULL, *outs = NULL;
   char path[PATH_MAX], self[PATH_MAX];
   sf_secret sec;
 
-  ssize_t sl = readlink("/proc/self/exe", self, sizeof self - 1);
-  if (sl <= 0) {
-    sf_cli_err("up: cannot find the seifer binary (/proc/self/exe)");
+  if (sf__self_exe(self, sizeof self, &err) < 0) {
+    sf_cli_err("up: %s", err.msg);
     return SF_EXIT_FAIL;
   }
-  self[sl] = 0;
   const char *subdirs[] = {"", "/stages", "/logs", "/run", "/cache"};
   for (size_t i = 0; i < sizeof subdirs / sizeof *subdirs; i++) {
     snprintf(path, sizeof path, "%s%s", o.dir, subdirs[i]);
-    if (mkdirs(path) < 0) {
+    if (sf__mkdirs(path) < 0) {
       sf_cli_err("up: %s: %s", path, strerror(errno));
       return SF_EXIT_FAIL;
     }
@@ -268,34 +227,16 @@ static int up_run(int argc, char **argv) {
     goto fail;
   }
   have_cl = 1;
-  if (sf_model_load(&m, o.model, &err) < 0) goto fail;
-  sf_partition_opts po = sf_partition_opts_default();
-  if (sf__partition_analyze(m, &po, &pa, &err) < 0) goto fail;
-  have_pa = 1;
-  if (o.codec != SF_CODEC_RAW) { /* transfer sizes under the codec, measured on a sample */
-    sf_tensor smp = {0};
-    int mrc;
-    if (o.sample) {
-      if (sf__tensor_load_file(o.sample, &smp, &err) < 0) goto fail;
-      free(smp.name); /* the sample feeds the model's first input */
-      smp.name = sf__strdup(pa.g->n_inputs > 0 ? pa.g->tensors[pa.g->inputs[0]].t.name : "");
-      mrc = smp.name ? sf__partition_measure_codecs(&pa, &smp, 1, 0, &err) : sf__errf(&err, SF_ENOMEM, "out of memory");
-      sf__tensor_deinit(&smp);
-      if (mrc < 0) sf__errctx(&err, err.code, "--sample %s", o.sample);
-    } else {
-      mrc = sf__partition_measure_codecs(&pa, NULL, 0, 0, &err);
-    }
-    if (mrc < 0) goto fail;
-    sf__partition_apply_codec(&pa, o.codec);
-  }
+  if (sf__dmodel_open(&dm, o.model, o.codec, o.sample, &err) < 0) goto fail;
+  have_dm = 1;
   sf_plan_opts popt = sf_plan_opts_default();
   popt.time_limit_s = 10;
   if (o.pipelines == 1) {
-    if (sf__plan_solve(solver, &pa.costs, &cl, &popt, &p, &err) < 0) goto fail;
+    if (sf__plan_solve(solver, &dm.pa.costs, &cl, &popt, &p, &err) < 0) goto fail;
     if (p.n_stages > 0) plans[n_pipes++] = &p;
     predicted = p.throughput_per_s;
   } else {
-    if (sf__plan_multi(solver, &pa.costs, &cl, &popt, o.pipelines, &mp, &err) < 0) goto fail;
+    if (sf__plan_multi(solver, &dm.pa.costs, &cl, &popt, o.pipelines, &mp, &err) < 0) goto fail;
     have_mp = 1;
     for (int q = 0; q < mp.n_pipelines && q < MAX_PIPES; q++) plans[n_pipes++] = &mp.pipelines[q];
     predicted = mp.throughput_per_s;
@@ -319,135 +260,91 @@ static int up_run(int argc, char **argv) {
   first_g[n_pipes] = k;
   for (int q = 0; q < n_pipes; q++) {
     if (n_pipes > 1) printf("pipeline %d (%.2f req/s of the total):\n", q, have_mp ? mp.rate_per_s[q] : predicted);
-    print_plan(&cl, &pa, plans[q]);
+    print_plan(&cl, &dm.pa, plans[q]);
   }
   if (n_pipes > 1) printf("%d pipelines: predicted total %.2f req/s\n", n_pipes, predicted);
 
   /* Split: pipeline 0 into DIR/stages, pipeline q > 0 into DIR/stages/pq. */
   for (int q = 0; q < n_pipes; q++) {
-    int pos[MAX_STAGES + 1], ks = plans[q]->n_stages;
-    pos[0] = 0;
-    for (int i = 0; i < ks; i++) pos[i + 1] = pa.costs.pos[plans[q]->stages[i].cut_to];
     if (q == 0) snprintf(stage_dir[q], sizeof stage_dir[q], "%s/stages", o.dir);
     else snprintf(stage_dir[q], sizeof stage_dir[q], "%s/stages/p%d", o.dir, q);
-    if (mkdirs(stage_dir[q]) < 0) {
-      sf__errf(&err, SF_EIO, "%s: %s", stage_dir[q], strerror(errno));
-      goto fail;
-    }
-    if (sf__partition_write(&pa, name, ks, pos, node_names + first_g[q], stage_dir[q], &err) < 0) goto fail;
+    if (sf__deploy_split(&dm, name, &cl, plans[q], stage_dir[q], NULL, &err) < 0) goto fail;
   }
 
   /* Start the processes (or find the running ones). */
-  char secret_path[PATH_MAX];
-  snprintf(secret_path, sizeof secret_path, "%s/secret", o.dir);
+  sf_local_opts lo = {.self = self, .dir = o.dir, .threads = o.threads, .gateway_timeout = o.timeout};
   if (o.attach) {
-    if (node_addresses(txt, len, &cl, node_names, k, addrs, &err) < 0) goto fail;
+    node_addr = sf__calloc((size_t)cl.n, sizeof *node_addr);
+    if (!node_addr) {
+      sf__errf(&err, SF_ENOMEM, "out of memory");
+      goto fail;
+    }
+    if (sf__cluster_addresses(txt, len, &cl, node_addr, &err) < 0) goto fail;
+    for (int i = 0; i < k; i++) {
+      if (!node_addr[st_of[i]->node][0]) {
+        sf__errf(&err, SF_EINVAL, "--attach: node '%s' needs an \"address\" (host:port) in the cluster file",
+                 node_names[i]);
+        goto fail;
+      }
+      snprintf(addrs[i], sizeof addrs[i], "%s", node_addr[st_of[i]->node]);
+    }
     if (strlen(o.attach) >= sizeof gw_data) {
       sf__errf(&err, SF_EINVAL, "--attach: address too long");
       goto fail;
     }
     snprintf(gw_data, sizeof gw_data, "%s", o.attach);
-  }
-  for (int i = 0; i < k && !o.attach; i++) {
-    char port_file[PATH_MAX], cache[PATH_MAX], log[PATH_MAX], threads[16];
-    const char *node = node_names[i];
-    snprintf(port_file, sizeof port_file, "%s/run/%s.port", o.dir, node);
-    snprintf(cache, sizeof cache, "%s/cache/%s", o.dir, node);
-    snprintf(log, sizeof log, "%s/logs/%s.log", o.dir, node);
-    snprintf(threads, sizeof threads, "%d", o.threads);
-    unlink(port_file);
-    char *args[] = {self, "worker", "--listen", "127.0.0.1:0", "--secret", secret_path, "--name",
-                    (char *)node, "--cache", cache, "--threads", threads, "--port-file", port_file, NULL};
-    pid_t pid = sf__spawn(self, args, log, &err);
-    if (pid < 0) goto fail;
-    pids[n_pids++] = pid;
-    if (sf__wait_port_file(port_file, pid, 10000, &ports[i], 1, &err) < 0) {
-      sf__errctx(&err, err.code, "worker %s (log: %s)", node, log);
-      goto fail;
+  } else {
+    for (int i = 0; i < k; i++) {
+      pid_t pid;
+      if (sf__local_start_worker(&lo, node_names[i], "127.0.0.1:0", &pid, addrs[i], sizeof addrs[i], &err) < 0)
+        goto fail;
+      pids[n_pids++] = pid;
     }
-    snprintf(addrs[i], sizeof addrs[i], "127.0.0.1:%d", ports[i]);
-  }
-  if (!o.attach) {
-    char port_file[PATH_MAX], log[PATH_MAX];
-    snprintf(port_file, sizeof port_file, "%s/run/gateway.port", o.dir);
-    snprintf(log, sizeof log, "%s/logs/gateway.log", o.dir);
-    unlink(port_file);
-    char *args[] = {self, "gateway", "--listen", (char *)o.listen, "--data", "127.0.0.1:0", "--secret",
-                    secret_path, "--port-file", port_file, "--timeout", (char *)(o.timeout ? o.timeout : "30"), NULL};
-    pid_t pid = sf__spawn(self, args, log, &err);
-    if (pid < 0) goto fail;
-    pids[n_pids++] = pid;
-    if (sf__wait_port_file(port_file, pid, 10000, gw_ports, 2, &err) < 0) {
-      sf__errctx(&err, err.code, "gateway (log: %s)", log);
+    pid_t pid;
+    if (sf__local_start_gateway(&lo, NULL, o.listen, "127.0.0.1:0", &pid, gw_data, sizeof gw_data, url,
+                                sizeof url, &err) < 0)
       goto fail;
-    }
-    snprintf(gw_data, sizeof gw_data, "127.0.0.1:%d", gw_ports[1]);
-    char host[256];
-    const char *colon = strrchr(o.listen, ':');
-    snprintf(host, sizeof host, "%.*s", colon ? (int)(colon - o.listen) : 0, o.listen);
-    if (!host[0] || !strcmp(host, "0.0.0.0")) snprintf(host, sizeof host, "127.0.0.1");
-    snprintf(url, sizeof url, "http://%s:%d", host, gw_ports[0]);
+    pids[n_pids++] = pid;
   }
 
   /* Ship the stages and wire each chain: stage i sends to stage i+1, the last to the gateway. */
   for (int g = 0; g < k; g++) {
     int q = pipe_of[g], i = g - first_g[q], last = g + 1 == first_g[q + 1];
-    char stage_path[PATH_MAX + 64];
+    char stage_path[PATH_MAX + 32];
     if (sf__ctl_connect(&ctl[g], addrs[g], &sec, &err) < 0) goto fail;
     snprintf(stage_path, sizeof stage_path, "%s/stage-%d.onnx", stage_dir[q], i + 1);
-    void *bytes = NULL;
-    size_t blen = 0;
-    if (sf__read_file(stage_path, (int64_t)2 << 30, &bytes, &blen, &err) < 0) goto fail;
-    int src = sf__ctl_stage(ctl[g], bytes, blen, 120000, &info[g], &err);
-    free(bytes);
-    if (src < 0) {
+    if (sf__deploy_ship(ctl[g], stage_path, 120000, &info[g], &err) < 0) {
       sf__errctx(&err, err.code, "stage %d on %s", i + 1, node_names[g]);
       goto fail;
     }
     int from = st_of[g]->node;
     int to = !last ? st_of[g + 1]->node : cl.gateway;
-    double rate = o.emulate && to >= 0 && to != from ? cl.bw[from * cl.n + to] : 0;
-    char cfg[512];
-    snprintf(cfg, sizeof cfg,
-             "{\"stage\":%d,\"pipeline\":%d,\"next\":\"%s\",\"last\":%s,\"codec\":\"%s\","
-             "\"rate_bytes_per_s\":%.17g,\"compute_s\":%.17g}",
-             i, q, !last ? addrs[g + 1] : gw_data, !last ? "false" : "true", sf__codec_name(o.codec), rate,
-             o.emulate_compute ? st_of[g]->compute_s : 0.0);
-    if (sf__ctl_config(ctl[g], cfg, 10000, NULL, &err) < 0) {
+    sf_wcfg wc = {.stage = i, .pipeline = (uint32_t)q, .last = last, .codec = o.codec,
+                  .rate_bytes_per_s = o.emulate ? sf__emulated_rate(&cl, from, to) : 0,
+                  .compute_s = o.emulate_compute ? st_of[g]->compute_s : 0.0};
+    snprintf(wc.next, sizeof wc.next, "%s", !last ? addrs[g + 1] : gw_data);
+    char *cfg = sf__wcfg_json(&wc);
+    int crc = cfg ? sf__ctl_config(ctl[g], cfg, 10000, NULL, &err) : sf__errf(&err, SF_ENOMEM, "out of memory");
+    free(cfg);
+    if (crc < 0) {
       sf__errctx(&err, err.code, "configuring stage %d on %s", i + 1, node_names[g]);
       goto fail;
     }
   }
   {
     if (sf__ctl_connect(&ctl[k], gw_data, &sec, &err) < 0) goto fail;
-    cJSON *cfg = cJSON_CreateObject(), *pipes = cJSON_CreateArray();
-    cJSON_AddStringToObject(cfg, "model", name);
-    cJSON_AddStringToObject(cfg, "version", "1");
-    cJSON *ins = cJSON_Parse(info[0]), *outs = cJSON_Parse(info[first_g[1] - 1]);
-    cJSON_AddItemToObject(cfg, "inputs", cJSON_DetachItemFromObject(ins, "inputs"));
-    cJSON_AddItemToObject(cfg, "outputs", cJSON_DetachItemFromObject(outs, "outputs"));
-    cJSON_Delete(ins);
-    cJSON_Delete(outs);
+    sf_gw_pipe gp[MAX_PIPES];
+    const char *gaddr[MAX_STAGES];
+    for (int g = 0; g < k; g++) gaddr[g] = addrs[g];
     for (int q = 0; q < n_pipes; q++) {
-      cJSON *pj = cJSON_CreateObject(), *sa = cJSON_CreateArray(), *sn = cJSON_CreateArray();
       int first = plans[q]->stages[0].node;
-      double rate = o.emulate && cl.gateway >= 0 && cl.gateway != first ? cl.bw[cl.gateway * cl.n + first] : 0;
-      cJSON_AddNumberToObject(pj, "id", q);
-      cJSON_AddStringToObject(pj, "first", addrs[first_g[q]]);
-      cJSON_AddStringToObject(pj, "codec", sf__codec_name(o.codec));
-      cJSON_AddNumberToObject(pj, "rate_bytes_per_s", rate);
-      cJSON_AddNumberToObject(pj, "stages", plans[q]->n_stages);
-      for (int g = first_g[q]; g < first_g[q + 1]; g++) {
-        cJSON_AddItemToArray(sa, cJSON_CreateString(addrs[g]));
-        cJSON_AddItemToArray(sn, cJSON_CreateString(node_names[g]));
-      }
-      cJSON_AddItemToObject(pj, "stage_addrs", sa);
-      cJSON_AddItemToObject(pj, "stage_nodes", sn);
-      cJSON_AddItemToArray(pipes, pj);
+      gp[q] = (sf_gw_pipe){.id = (uint32_t)q, .codec = o.codec, .n_stages = plans[q]->n_stages,
+                           .rate_bytes_per_s = o.emulate ? sf__emulated_rate(&cl, cl.gateway, first) : 0,
+                           .addrs = gaddr + first_g[q], .nodes = node_names + first_g[q]};
     }
-    cJSON_AddItemToObject(cfg, "pipelines", pipes);
-    char *cs = cJSON_PrintUnformatted(cfg);
-    cJSON_Delete(cfg);
+    ins = sf__dmodel_io(&dm, 0);
+    outs = sf__dmodel_io(&dm, 1);
+    char *cs = ins && outs ? sf__gateway_config_json(name, "1", ins, outs, gp, n_pipes, NULL) : NULL;
     int crc = cs ? sf__ctl_config(ctl[k], cs, 10000, NULL, &err) : sf__errf(&err, SF_ENOMEM, "out of memory");
     free(cs);
     if (crc < 0) {
@@ -473,7 +370,8 @@ static int up_run(int argc, char **argv) {
       cJSON_AddNumberToObject(s, "pipeline", pipe_of[i]);
       cJSON_AddStringToObject(s, "node", node_names[i]);
       if (!o.attach) cJSON_AddNumberToObject(s, "pid", pids[i]);
-      if (!o.attach) cJSON_AddNumberToObject(s, "port", ports[i]);
+      const char *colon = strrchr(addrs[i], ':');
+      if (!o.attach && colon) cJSON_AddNumberToObject(s, "port", atoi(colon + 1));
       cJSON_AddStringToObject(s, "address", addrs[i]);
       cJSON_AddNumberToObject(s, "memory_bytes", (double)st_of[i]->mem_bytes);
       cJSON *inf = cJSON_Parse(info[i]);
@@ -487,7 +385,7 @@ static int up_run(int argc, char **argv) {
     char *s = cJSON_Print(j);
     cJSON_Delete(j);
     snprintf(path, sizeof path, "%s/up.json", o.dir);
-    int wrc = s ? sf__write_file(path, s, strlen(s), &err) : -1;
+    int wrc = s ? sf__write_file_atomic(path, s, strlen(s), &err) : -1;
     free(s);
     if (wrc < 0) goto fail;
     printf("seifer up: model '%s' served at %s (%d pipeline%s, %d stage%s, codec %s%s); stop with: seifer down --dir %s\n",
@@ -505,12 +403,14 @@ out:
     sf__conn_free(ctl[i]);
   }
   for (int i = 0; i < k; i++) free(info[i]);
+  cJSON_Delete(ins);
+  cJSON_Delete(outs);
+  free(node_addr);
   free(txt);
   sf__plan_deinit(&p);
   if (have_mp) sf__multiplan_deinit(&mp);
-  if (have_pa) sf__partition_deinit(&pa);
+  if (have_dm) sf__dmodel_deinit(&dm);
   if (have_cl) sf__cluster_deinit(&cl);
-  sf_model_free(m);
   return rc;
 }
 
@@ -521,7 +421,8 @@ const sf_cmd sf_cmd_up = {"up", "start a planned pipeline and its gateway as loc
 static void down_usage(void) {
   printf("usage: seifer down [--dir DIR]\n"
          "Stops the gateway and the workers that `seifer up --dir DIR` started (default .seifer):\n"
-         "SIGTERM (the workers drain), then SIGKILL after 10 s.\n");
+         "SIGTERM (the workers drain), then SIGKILL after 10 s. On a controller's directory the\n"
+         "controller stops first, then its gateway and workers.\n");
 }
 
 /* The pid still runs a seifer worker or gateway (not a process that reused the pid). */
@@ -538,6 +439,41 @@ static int ours(pid_t pid) {
   return strstr(buf, " worker ") || strstr(buf, " gateway ");
 }
 
+/* A controller's directory: the controller first (it would restart what stops), then its gateway
+ * and workers (the local driver's process records). Returns processes stopped, -1 on failure. */
+static int down_controller(const char *dir) {
+  char path[PATH_MAX + 32];
+  snprintf(path, sizeof path, "%s/controller.json", dir);
+  void *txt = NULL;
+  size_t len = 0;
+  if (sf__read_file(path, 16 << 20, &txt, &len, NULL) < 0) return 0;
+  cJSON *j = cJSON_ParseWithLength(txt, len);
+  free(txt);
+  cJSON *cp = j ? cJSON_GetObjectItem(j, "controller_pid") : NULL;
+  int n = 0, failed = 0;
+  if (cJSON_IsNumber(cp) && cp->valuedouble > 1 && cp->valuedouble < 4194304 &&
+      sf__process_is((pid_t)cp->valuedouble, "controller")) {
+    if (sf__stop_process((pid_t)cp->valuedouble, 10000) < 0) failed = 1;
+    n++;
+  }
+  cJSON_Delete(j);
+  sf_local_opts lo = {.self = "", .dir = dir};
+  sf_driver d;
+  sf_proc procs[MAX_STAGES + 1];
+  if (!failed && sf__driver_local(&d, &lo, NULL) == 0) {
+    int np = d.ops->list(d.ctx, procs, MAX_STAGES + 1);
+    for (int pass = 0; pass < 2; pass++) /* the gateway first: no new requests */
+      for (int i = 0; i < np; i++)
+        if ((procs[i].role == SF_PROC_GATEWAY) == (pass == 0)) {
+          if (d.ops->stop(d.ctx, &procs[i], 10000) < 0) failed = 1;
+          n++;
+        }
+    sf__driver_free(&d);
+  }
+  if (!failed) unlink(path);
+  return failed ? -1 : n;
+}
+
 static int down_run(int argc, char **argv) {
   const char *dir = ".seifer";
   for (int i = 1; i < argc; i++) {
@@ -547,6 +483,17 @@ static int down_run(int argc, char **argv) {
       sf_cli_err("down: unknown argument '%s'", argv[i]);
       return SF_EXIT_USAGE;
     }
+  }
+  char path[PATH_MAX];
+  snprintf(path, sizeof path, "%s/controller.json", dir);
+  if (access(path, F_OK) == 0) {
+    int n = down_controller(dir);
+    if (n < 0) {
+      sf_cli_err("down: %s: could not stop everything", dir);
+      return SF_EXIT_FAIL;
+    }
+    printf("seifer down: stopped %d process%s (controller, gateway, workers)\n", n, n == 1 ? "" : "es");
+    return SF_EXIT_OK;
   }
   pid_t pids[MAX_STAGES + 1];
   int n = read_pids(dir, pids, MAX_STAGES + 1);
@@ -559,11 +506,10 @@ static int down_run(int argc, char **argv) {
   if (n > 0 && ours(pids[n - 1]) && sf__stop_process(pids[n - 1], 10000) < 0) failed = 1;
   for (int i = 0; i + 1 < n; i++)
     if (ours(pids[i]) && sf__stop_process(pids[i], 10000) < 0) failed = 1;
-  char path[PATH_MAX];
   snprintf(path, sizeof path, "%s/up.json", dir);
   if (!failed) unlink(path);
   printf("seifer down: stopped %d process%s\n", n, n == 1 ? "" : "es");
   return failed ? SF_EXIT_FAIL : SF_EXIT_OK;
 }
 
-const sf_cmd sf_cmd_down = {"down", "stop what `seifer up` started", down_run, down_usage};
+const sf_cmd sf_cmd_down = {"down", "stop what `seifer up` or `seifer controller` started", down_run, down_usage};

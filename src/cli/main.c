@@ -10,7 +10,8 @@
 static const sf_cmd *const cmds[] = {
     &sf_cmd_inspect, &sf_cmd_infer,   &sf_cmd_bench,   &sf_cmd_zoo,     &sf_cmd_plan,
     &sf_cmd_split,   &sf_cmd_simulate, &sf_cmd_probe,  &sf_cmd_keygen,  &sf_cmd_worker,
-    &sf_cmd_gateway, &sf_cmd_up,      &sf_cmd_down,    &sf_cmd_request, &sf_cmd_loadgen};
+    &sf_cmd_gateway, &sf_cmd_up,      &sf_cmd_down,    &sf_cmd_request, &sf_cmd_loadgen,
+    &sf_cmd_controller, &sf_cmd_deploy};
 #define N_CMDS (sizeof cmds / sizeof cmds[0])
 
 void sf_cli_err(const char *fmt, ...) {

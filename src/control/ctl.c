@@ -4,9 +4,14 @@
 #include "control/control.h"
 
 int sf__ctl_connect(sf_conn **out, const char *addr, const sf_secret *s, sf_err *err) {
+  return sf__ctl_connect_timeout(out, addr, s, 5000, err);
+}
+
+int sf__ctl_connect_timeout(sf_conn **out, const char *addr, const sf_secret *s, int timeout_ms,
+                            sf_err *err) {
   *out = NULL;
-  int rc = sf__conn_connect(out, addr, 5000, err);
-  if (rc == 0) rc = sf__auth_client(*out, s, "controller", 5000, err);
+  int rc = sf__conn_connect(out, addr, timeout_ms, err);
+  if (rc == 0) rc = sf__auth_client(*out, s, "controller", timeout_ms, err);
   if (rc < 0) {
     sf__conn_free(*out);
     *out = NULL;
@@ -27,7 +32,7 @@ static int wait_reply(sf_conn *c, int want, int timeout_ms, char **reply, sf_err
       break;
     }
     if ((rc = sf__frame_recv(c, &f, (uint64_t)1 << 24, left, err)) < 0) break;
-    if (f.hdr.type == SF_FR_HEARTBEAT) continue;
+    if (f.hdr.type == SF_FR_HEARTBEAT && want != SF_FR_HEARTBEAT) continue;
     if (f.hdr.type == SF_FR_ERROR) {
       rc = sf__errf(err, SF_EINVAL, "%.*s", (int)(f.hdr.payload_len < 900 ? f.hdr.payload_len : 900),
                     (const char *)f.payload);
@@ -76,4 +81,11 @@ int sf__ctl_config(sf_conn *c, const char *json, int timeout_ms, char **reply, s
   int rc = sf__frame_send(c, &h, json, strlen(json), err);
   if (rc < 0) return rc;
   return wait_reply(c, SF_FR_CONFIG, timeout_ms, reply, err);
+}
+
+int sf__ctl_status(sf_conn *c, int timeout_ms, char **reply, sf_err *err) {
+  sf_frame_hdr h = {.type = SF_FR_HEARTBEAT};
+  int rc = sf__frame_send(c, &h, NULL, 0, err);
+  if (rc < 0) return rc;
+  return wait_reply(c, SF_FR_HEARTBEAT, timeout_ms, reply, err);
 }

@@ -15,7 +15,14 @@
  *    "pipelines": [{"id": 0, "first": "host:port", "codec": "raw", "tol": 0,
  *                   "rate_bytes_per_s": 0, "window": 6, "stages": 3}]}
  * A pipeline that disappears from a new CONFIG is closed and the requests it held are replayed
- * into the pipelines of the new one. */
+ * into the pipelines of the new one. A CONFIG without pipelines holds requests until the next
+ * one (a switch in progress), unless it carries "reason": then the model is unavailable, ready
+ * is false and every request is answered 503 with the reason at once.
+ *
+ * Results are accepted from the open pipelines. From a closed (retired) pipeline a RESULT counts
+ * only when that pipeline served the current model version, and an ERROR never does: the request
+ * was replayed and the new pipeline answers it (a stage that moved may fail requests of the old
+ * layout). Results from pipeline ids this gateway never had are dropped. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
@@ -36,6 +43,7 @@
 #define MAX_IO 64
 #define TABLE_BITS 12
 #define TABLE_SIZE (1 << TABLE_BITS)
+#define MAX_RETIRED 64 /* closed pipelines remembered for late results */
 
 /* ---- requests --------------------------------------------------------------------------------- */
 typedef struct greq {
@@ -67,6 +75,7 @@ typedef struct gpipe {
   sf_conn *conn;
   struct gateway *gw;
   atomic_uint_fast64_t sent, answered;
+  int answered_any;                 /* the first answer was logged and timed */
   int n_stages_mon;                 /* stages listed for monitoring */
   char stage_addr[32][128], stage_node[32][64];
 } gpipe;
@@ -92,6 +101,13 @@ typedef struct gateway {
   pthread_cond_t room; /* a pipeline slot or a new config */
   int configured;
   char model[256], version[64];
+  char reason[512];   /* unavailable: why (set by a CONFIG without pipelines) */
+  char config_sha[65]; /* SHA-256 of the last CONFIG applied */
+  struct {
+    uint32_t id;
+    char version[64];
+  } retired[MAX_RETIRED];
+  int n_retired;      /* total ever retired; slot = n % MAX_RETIRED */
   int n_in, n_out;
   iospec in[MAX_IO], out[MAX_IO];
   gpipe pipes[MAX_PIPES];
@@ -103,7 +119,7 @@ typedef struct gateway {
   pthread_t dispatch_th;
   atomic_int n_conn_threads;
   sf_metrics *metrics;
-  sf_counter *m_requests, *m_failed, *m_replayed;
+  sf_counter *m_requests, *m_failed, *m_replayed, *m_dropped;
   sf_histogram *m_latency;
   pthread_t monitor_th;
   gmon mon[MAX_MON];
@@ -156,6 +172,37 @@ static void finish_locked(gateway *gw, greq *r, int type, uint8_t *payload, size
   snprintf(r->version, sizeof r->version, "%s", version ? version : "");
   table_del(gw, r);
   pthread_cond_signal(&r->cond);
+  if (type == SF_FR_RESULT && version) {
+    char lb[160], v[140];
+    sf__metrics_label_value(version, v, sizeof v);
+    snprintf(lb, sizeof lb, "version=\"%s\"", v);
+    sf__counter_add(sf__metrics_counter(gw->metrics, "seifer_responses_total",
+                                        "Successful answers, by the model version that computed them.", lb),
+                    1);
+  }
+}
+
+/* Any open pipeline (gw->mu held). */
+static int any_open_locked(gateway *gw) {
+  for (int i = 0; i < MAX_PIPES; i++)
+    if (gw->pipes[i].used && !gw->pipes[i].closing) return 1;
+  return 0;
+}
+
+/* Ready: configured, and either a pipeline is open or requests are only held for a switch in
+ * progress (no pipeline, no reason); not while the model is unavailable (gw->mu held). */
+static int ready_locked(gateway *gw) {
+  return gw->configured && (any_open_locked(gw) || !gw->reason[0]);
+}
+
+/* Fail r with 503 and the reason the model is unavailable (gw->mu held). */
+static void fail_unavailable_locked(gateway *gw, greq *r) {
+  char msg[600];
+  int n = snprintf(msg, sizeof msg, "model unavailable: %s", gw->reason);
+  if (n >= (int)sizeof msg) n = (int)sizeof msg - 1;
+  uint8_t *m = sf__malloc((size_t)n + 1);
+  if (m) memcpy(m, msg, (size_t)n + 1);
+  finish_locked(gw, r, SF_FR_ERROR, m, m ? (size_t)n : 0, 503, NULL);
 }
 
 /* ---- pipelines ------------------------------------------------------------------------------- */
@@ -218,6 +265,9 @@ static void *pipe_sender(void *arg) {
  * sender thread is joined by the caller after unlocking. */
 static void pipe_close_locked(gateway *gw, gpipe *p) {
   p->closing = 1;
+  int slot = gw->n_retired++ % MAX_RETIRED;
+  gw->retired[slot].id = p->id;
+  snprintf(gw->retired[slot].version, sizeof gw->retired[slot].version, "%s", p->version);
   sf__queue_close(&p->q);
   if (p->conn) sf__conn_shutdown(p->conn);
   int idx = (int)(p - gw->pipes);
@@ -253,6 +303,10 @@ static void *dispatch_main(void *arg) {
     pthread_mutex_lock(&gw->mu);
     for (;;) {
       if (r->done || *gw->stop) break;
+      if (gw->reason[0] && !any_open_locked(gw)) {
+        fail_unavailable_locked(gw, r);
+        break;
+      }
       int best = -1;
       double best_room = 0;
       for (int i = 0; i < MAX_PIPES; i++) {
@@ -455,7 +509,11 @@ static int apply_config(gateway *gw, const uint8_t *p, size_t len, sf_err *err) 
     goto done;
   }
   cJSON *model = cJSON_GetObjectItem(j, "model"), *ver = cJSON_GetObjectItem(j, "version");
-  cJSON *pipes = cJSON_GetObjectItem(j, "pipelines");
+  cJSON *pipes = cJSON_GetObjectItem(j, "pipelines"), *why = cJSON_GetObjectItem(j, "reason");
+  if (why && (!cJSON_IsString(why) || strlen(why->valuestring) >= sizeof gw->reason)) {
+    rc = sf__errf(err, SF_EFORMAT, "config: \"reason\" must be a string of at most %zu bytes", sizeof gw->reason - 1);
+    goto done;
+  }
   if (!cJSON_IsString(model) || strlen(model->valuestring) >= sizeof gw->model || !model->valuestring[0]) {
     rc = sf__errf(err, SF_EFORMAT, "config: \"model\" must be a non-empty string");
     goto done;
@@ -568,11 +626,21 @@ static int apply_config(gateway *gw, const uint8_t *p, size_t len, sf_err *err) 
   gw->n_in = n_in;
   gw->n_out = n_out;
   gw->configured = 1;
+  snprintf(gw->reason, sizeof gw->reason, "%s", why && n_np == 0 ? why->valuestring : "");
+  {
+    uint8_t d[32];
+    sf__sha256(p, len, d);
+    sf__hex(d, 32, gw->config_sha);
+  }
   rebuild_monitor_locked(gw);
   pthread_cond_broadcast(&gw->room);
   pthread_mutex_unlock(&gw->mu);
   for (int i = 0; i < n_closed; i++) pipe_join(closed[i]);
-  sf__logf("gateway", "configured model %s version %s: %d pipeline(s)", gw->model, gw->version, n_np);
+  if (n_np == 0 && why)
+    sf__logf("gateway", "model %s unavailable: %s", model->valuestring, why->valuestring);
+  else
+    sf__logf("gateway", "configured model %s version %s: %d pipeline(s)%s", model->valuestring,
+             ver ? ver->valuestring : "1", n_np, n_np ? "" : " (holding requests)");
 done:
   cJSON_Delete(j);
   return rc;
@@ -600,13 +668,39 @@ static void results_loop(gateway *gw, sf_conn *c) {
     }
     pthread_mutex_lock(&gw->mu);
     greq *r = table_get(gw, f.hdr.request_id);
+    const char *ver = NULL;
+    gpipe *from = NULL;
+    for (int i = 0; i < MAX_PIPES && !from; i++)
+      if (gw->pipes[i].used && !gw->pipes[i].closing && gw->pipes[i].id == f.hdr.pipeline) from = &gw->pipes[i];
+    if (from) {
+      ver = from->version;
+    } else { /* a retired pipeline (newest first), else unknown */
+      int n = gw->n_retired < MAX_RETIRED ? gw->n_retired : MAX_RETIRED;
+      for (int k = 0; k < n && !ver; k++) {
+        int slot = (gw->n_retired - 1 - k) % MAX_RETIRED;
+        if (gw->retired[slot].id == f.hdr.pipeline) ver = gw->retired[slot].version;
+      }
+      if (!ver || f.hdr.type != SF_FR_RESULT || strcmp(ver, gw->version)) {
+        if (r && !r->done) sf__counter_add(gw->m_dropped, 1);
+        r = NULL;
+      }
+    }
     if (r && !r->done) {
-      const char *ver = gw->version;
-      for (int i = 0; i < MAX_PIPES; i++)
-        if (gw->pipes[i].used && gw->pipes[i].id == f.hdr.pipeline) {
-          ver = gw->pipes[i].version;
-          atomic_fetch_add(&gw->pipes[i].answered, 1);
+      if (from) {
+        atomic_fetch_add(&from->answered, 1);
+        if (!from->answered_any) {
+          struct timespec ts;
+          clock_gettime(CLOCK_REALTIME, &ts);
+          double t = (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+          char lb[200], v[140];
+          sf__metrics_label_value(from->version, v, sizeof v);
+          snprintf(lb, sizeof lb, "pipeline=\"%u\",version=\"%s\"", from->id, v);
+          sf__gauge_set(sf__metrics_gauge(gw->metrics, "seifer_pipeline_first_answer_timestamp_seconds",
+                                          "Unix time of the first answer each pipeline gave.", lb), t);
+          sf__logf("gateway", "pipeline %u (version %s): first answer", from->id, from->version);
+          from->answered_any = 1;
         }
+      }
       /* hand the payload buffer over; the frame gets a fresh one */
       finish_locked(gw, r, f.hdr.type, f.payload, f.hdr.payload_len,
                     f.hdr.type == SF_FR_ERROR ? 500 : 200, ver);
@@ -616,6 +710,33 @@ static void results_loop(gateway *gw, sf_conn *c) {
     pthread_mutex_unlock(&gw->mu);
   }
   sf__frame_deinit(&f);
+}
+
+/* Status for the controller: requests in flight, the configuration in force (its SHA-256, the
+ * version and the open pipelines) and whether the model is ready. */
+static char *status_json(gateway *gw) {
+  cJSON *j = cJSON_CreateObject();
+  pthread_mutex_lock(&gw->mu);
+  cJSON_AddNumberToObject(j, "in_flight", gw->n_table);
+  cJSON_AddBoolToObject(j, "configured", gw->configured);
+  cJSON_AddStringToObject(j, "config_sha256", gw->config_sha);
+  cJSON_AddStringToObject(j, "version", gw->version);
+  cJSON_AddBoolToObject(j, "ready", ready_locked(gw));
+  cJSON *ps = cJSON_AddArrayToObject(j, "pipelines");
+  for (int i = 0; i < MAX_PIPES; i++) {
+    gpipe *p = &gw->pipes[i];
+    if (!p->used || p->closing) continue;
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddNumberToObject(o, "id", p->id);
+    cJSON_AddStringToObject(o, "version", p->version);
+    cJSON_AddNumberToObject(o, "inflight", p->inflight);
+    cJSON_AddNumberToObject(o, "answered", (double)atomic_load(&p->answered));
+    cJSON_AddItemToArray(ps, o);
+  }
+  pthread_mutex_unlock(&gw->mu);
+  char *s = cJSON_PrintUnformatted(j);
+  cJSON_Delete(j);
+  return s;
 }
 
 static void control_loop(gateway *gw, sf_conn *c) {
@@ -633,11 +754,9 @@ static void control_loop(gateway *gw, sf_conn *c) {
         rc = sf__frame_send(c, &(sf_frame_hdr){.type = SF_FR_CONFIG}, "{\"ok\":true}", 11, NULL);
       }
     } else if (f.hdr.type == SF_FR_HEARTBEAT) {
-      char s[128];
-      pthread_mutex_lock(&gw->mu);
-      int n = snprintf(s, sizeof s, "{\"in_flight\":%d}", gw->n_table);
-      pthread_mutex_unlock(&gw->mu);
-      rc = sf__frame_send(c, &(sf_frame_hdr){.type = SF_FR_HEARTBEAT}, s, (size_t)n, NULL);
+      char *s = status_json(gw);
+      rc = s ? sf__frame_send(c, &(sf_frame_hdr){.type = SF_FR_HEARTBEAT}, s, strlen(s), NULL) : -1;
+      free(s);
     } else {
       sf__logf("gateway", "control from %s: unexpected %s frame", sf__conn_peer(c), sf__frame_type_name(f.hdr.type));
       break;
@@ -748,7 +867,7 @@ static enum MHD_Result answer(gateway *gw, struct MHD_Connection *mc, greq *r, s
                               const char *model) {
   char msg[1400];
   if (r->result_type == SF_FR_ERROR) {
-    snprintf(msg, sizeof msg, "inference failed: %.*s", (int)(r->result_len < 1200 ? r->result_len : 1200),
+    snprintf(msg, sizeof msg, "%s%.*s", r->status == 503 ? "" : "inference failed: ", (int)(r->result_len < 1200 ? r->result_len : 1200),
              r->result ? (const char *)r->result : "");
     return reply_error(mc, r->status ? r->status : 500, msg);
   }
@@ -815,6 +934,13 @@ static enum MHD_Result infer(gateway *gw, struct MHD_Connection *mc, const char 
   }
   sf_tensor ordered[MAX_IO];
   pthread_mutex_lock(&gw->mu);
+  if (gw->configured && gw->reason[0] && !any_open_locked(gw)) {
+    char msg[600];
+    snprintf(msg, sizeof msg, "model unavailable: %s", gw->reason);
+    pthread_mutex_unlock(&gw->mu);
+    res = reply_error(mc, 503, msg);
+    goto out;
+  }
   int ok = gw->configured && match_inputs(gw, kr, ordered, &err) == 0;
   int codec = SF_CODEC_RAW;
   double tol = 0;
@@ -901,18 +1027,26 @@ static int io_tensors(const iospec *sp, int n, sf_tensor *t) {
   return n;
 }
 
+/* Ready (ready_locked); otherwise 503 with the reason when there is one. */
+static enum MHD_Result reply_ready(gateway *gw, struct MHD_Connection *mc) {
+  pthread_mutex_lock(&gw->mu);
+  int ready = ready_locked(gw);
+  cJSON *j = cJSON_CreateObject();
+  cJSON_AddBoolToObject(j, "ready", ready);
+  if (!ready && gw->reason[0]) cJSON_AddStringToObject(j, "reason", gw->reason);
+  pthread_mutex_unlock(&gw->mu);
+  char *s = cJSON_PrintUnformatted(j);
+  cJSON_Delete(j);
+  enum MHD_Result r = reply_json(mc, ready ? 200 : 503, s ? s : "{\"ready\":false}");
+  free(s);
+  return r;
+}
+
 static enum MHD_Result route(gateway *gw, struct MHD_Connection *mc, const char *url,
                              const char *method, hconn *hc) {
   int get = !strcmp(method, "GET"), post = !strcmp(method, "POST");
   if (get && !strcmp(url, "/v2/health/live")) return reply_json(mc, 200, "{\"live\":true}");
-  if (get && !strcmp(url, "/v2/health/ready")) {
-    pthread_mutex_lock(&gw->mu);
-    int ready = gw->configured;
-    int any = 0;
-    for (int i = 0; i < MAX_PIPES; i++) any |= gw->pipes[i].used && !gw->pipes[i].closing;
-    pthread_mutex_unlock(&gw->mu);
-    return ready && any ? reply_json(mc, 200, "{\"ready\":true}") : reply_json(mc, 503, "{\"ready\":false}");
-  }
+  if (get && !strcmp(url, "/v2/health/ready")) return reply_ready(gw, mc);
   if (get && !strcmp(url, "/metrics")) {
     sf_buf b = {0};
     sf__metrics_render(gw->metrics, &b);
@@ -963,13 +1097,7 @@ static enum MHD_Result route(gateway *gw, struct MHD_Connection *mc, const char 
       }
       return reply(mc, 200, &b, (size_t)-1, NULL);
     }
-    if (get && !strcmp(tail, "/ready")) {
-      pthread_mutex_lock(&gw->mu);
-      int any = 0;
-      for (int i = 0; i < MAX_PIPES; i++) any |= gw->pipes[i].used && !gw->pipes[i].closing;
-      pthread_mutex_unlock(&gw->mu);
-      return any ? reply_json(mc, 200, "{\"ready\":true}") : reply_json(mc, 503, "{\"ready\":false}");
-    }
+    if (get && !strcmp(tail, "/ready")) return reply_ready(gw, mc);
     if (post && !strcmp(tail, "/infer")) {
       if (hc->too_big) return reply_error(mc, 413, "request body too large");
       return infer(gw, mc, name, hc);
@@ -1036,6 +1164,11 @@ int sf__gateway_run(const sf_gateway_opts *o, volatile sig_atomic_t *stop, sf_er
   gw->o = o;
   gw->stop = stop;
   gw->dfd = -1;
+  { /* request ids never repeat across restarts: a late result of an earlier run matches nothing */
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    gw->next_rid = (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+  }
   pthread_mutex_init(&gw->mu, NULL);
   pthread_cond_init(&gw->room, NULL);
   gw->metrics = sf__metrics_new();
@@ -1047,6 +1180,8 @@ int sf__gateway_run(const sf_gateway_opts *o, volatile sig_atomic_t *stop, sf_er
   gw->m_failed = sf__metrics_counter(gw->metrics, "seifer_request_errors_total", "Inference requests that failed.", NULL);
   gw->m_replayed = sf__metrics_counter(gw->metrics, "seifer_requests_replayed_total",
                                        "Requests sent again into a new pipeline after a reconfiguration.", NULL);
+  gw->m_dropped = sf__metrics_counter(gw->metrics, "seifer_results_dropped_total",
+                                      "Results of a pending request dropped because they came from a retired pipeline of another version, were errors of a retired pipeline, or came from an unknown pipeline.", NULL);
   gw->m_latency = sf__metrics_histogram(gw->metrics, "seifer_request_duration_seconds",
                                         "Time from request arrival to answer.", NULL);
   uint16_t hport;
