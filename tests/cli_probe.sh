@@ -9,9 +9,9 @@ T=$(mktemp -d)
 trap 'rm -rf "$T"' EXIT
 fail=0
 cat >"$T/cluster.json" <<'JSON'
-{"nodes": [{"name": "me", "memory_bytes": 250000, "gflops": 2},
-           {"name": "x", "memory_bytes": 250000, "gflops": 2},
-           {"name": "y", "memory_bytes": 250000, "gflops": 2}],
+{"nodes": [{"name": "me", "memory_mb": 64, "gflops": 2},
+           {"name": "x", "memory_mb": 64, "gflops": 2},
+           {"name": "y", "memory_mb": 64, "gflops": 2}],
  "default_link": {"mbps": 1000, "rtt_ms": 1}, "gateway": "me"}
 JSON
 "$SEIFER" zoo tiny-cnn -o "$T/m.onnx" >/dev/null || { echo "FAIL zoo tiny-cnn"; exit 1; }

@@ -5,8 +5,8 @@ set -u
 source "$(dirname "$0")/tools/oracle.sh"
 oracle_begin "$@" || exit 77
 cat >"$T/cluster.json" <<'JSON'
-{"nodes": [{"name": "a", "memory_mb": 12, "gflops": 1}, {"name": "b", "memory_mb": 12, "gflops": 1},
-           {"name": "c", "memory_mb": 12, "gflops": 1}, {"name": "d", "memory_mb": 12, "gflops": 1}],
+{"nodes": [{"name": "a", "memory_mb": 64, "gflops": 1}, {"name": "b", "memory_mb": 64, "gflops": 1},
+           {"name": "c", "memory_mb": 64, "gflops": 1}, {"name": "d", "memory_mb": 64, "gflops": 1}],
  "default_link": {"mbps": 100}}
 JSON
 for model in tiny-inception mobilenetv2; do

@@ -20,9 +20,9 @@ running() { [ -r "/proc/$1/stat" ] && ! sed 's/.*) //' "/proc/$1/stat" 2>/dev/nu
 
 cat >"$T/cluster.json" <<'JSON'
 {"nodes": [{"name": "gw", "memory_mb": 64, "gflops": 5},
-           {"name": "n1", "memory_mb": 1, "gflops": 5},
-           {"name": "n2", "memory_mb": 1, "gflops": 5},
-           {"name": "n3", "memory_mb": 1, "gflops": 5}],
+           {"name": "n1", "memory_mb": 64, "gflops": 5},
+           {"name": "n2", "memory_mb": 64, "gflops": 5},
+           {"name": "n3", "memory_mb": 64, "gflops": 5}],
  "default_link": {"mbps": 200, "rtt_ms": 1},
  "gateway": "gw"}
 JSON
@@ -108,8 +108,8 @@ for codec in raw lz4 fp16 zfp; do
 done
 # several pipelines: the gateway balances requests across them
 cat >"$T/c8.json" <<'JSON'
-{"nodes": [{"name": "gw", "memory_mb": 1, "gflops": 1}, {"name": "a", "memory_mb": 1, "gflops": 1},
-           {"name": "b", "memory_mb": 1, "gflops": 1}, {"name": "c", "memory_mb": 1, "gflops": 1}],
+{"nodes": [{"name": "gw", "memory_mb": 64, "gflops": 1}, {"name": "a", "memory_mb": 64, "gflops": 1},
+           {"name": "b", "memory_mb": 64, "gflops": 1}, {"name": "c", "memory_mb": 64, "gflops": 1}],
  "default_link": {"mbps": 100, "rtt_ms": 1}, "gateway": "gw"}
 JSON
 run="$T/run-multi"

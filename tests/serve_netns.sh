@@ -16,9 +16,9 @@ check() { if ! eval "$2"; then echo "FAIL: $1"; fail=1; fi; }
 
 cat >"$T/cluster.json" <<'JSON'
 {"nodes": [{"name": "gw", "memory_mb": 64, "gflops": 5},
-           {"name": "n1", "memory_mb": 1, "gflops": 5},
-           {"name": "n2", "memory_mb": 1, "gflops": 5},
-           {"name": "n3", "memory_mb": 1, "gflops": 5}],
+           {"name": "n1", "memory_mb": 64, "gflops": 5},
+           {"name": "n2", "memory_mb": 64, "gflops": 5},
+           {"name": "n3", "memory_mb": 64, "gflops": 5}],
  "default_link": {"mbps": 200, "rtt_ms": 1},
  "links": [{"from": "gw", "to": "n1", "mbps": 50, "symmetric": true}],
  "gateway": "gw"}

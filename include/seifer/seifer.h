@@ -109,6 +109,10 @@ int64_t sf_tensor_nbytes(const sf_tensor *t);
 typedef struct sf_model sf_model;     /* a loaded ONNX model (graph IR + weights) */
 typedef struct sf_session sf_session; /* a model compiled for fixed input shapes */
 
+/* Load a model: the weights are held once (see src/onnx/load.c). With glibc, the first load
+ * sets M_MMAP_THRESHOLD to 64 KiB for the process: blocks from that size on are mapped on their
+ * own, so weights freed later (sf_session_opts.release_weights) leave the resident set at once
+ * instead of staying as holes in the heap. */
 int sf_model_load(sf_model **out, const char *path, sf_err *err);
 int sf_model_load_buffer(sf_model **out, const void *buf, size_t len, const char *base_dir,
                          sf_err *err);
@@ -131,9 +135,10 @@ typedef struct sf_session_opts {
                                           target, Slice bounds, Resize scales, Pad pads, ...)
                                           is frozen to its value; others are ignored */
   int no_fold;                         /* disable BatchNorm/activation folding (debug) */
-  int release_weights;                 /* free the model's weights once kernels have packed
-                                          them (halves peak memory); the model can then
-                                          create no further session */
+  int release_weights;                 /* the session takes the model's weights and frees
+                                          each once kernels have packed it (peak: about the
+                                          larger of raw and packed weights, not their sum);
+                                          the model can then create no further session */
   int layout;                          /* -1 auto: channels-last through convolutional trunks;
                                           0 plain NCHW everywhere (plain-C kernels);
                                           1 channels-last only inside convolution-like ops
@@ -158,6 +163,11 @@ int sf_session_run(sf_session *s, sf_err *err);
 typedef struct sf_session_stats {
   int64_t arena_bytes;   /* planned activation arena */
   int64_t weights_bytes; /* constant tensors used by the compiled graph */
+  int64_t kernel_bytes;  /* held by the prepared kernels: packed weights, indirection buffers,
+                            scratch (measured from the allocator; raw packed bytes where it
+                            cannot tell) */
+  int64_t const_bytes;   /* constants still held after creation (with release_weights: those
+                            no kernel packed) */
   int64_t params;        /* elements of float weights in the source model */
   int64_t flops;         /* per inference (multiply-add = 2) */
   int n_nodes;           /* nodes executed per inference */

@@ -236,29 +236,33 @@ static int fuse_bn(sf_graph *g, sf_node *conv, sf_node *bn) {
   if (b && sf_tensor_numel(&b->t) != cout) return 0;
   float eps = sf__attr_float(bn, "epsilon", 1e-5f);
   int64_t per = sf_tensor_numel(&w->t) / cout;
-  float *nw = sf__malloc(sizeof(float) * (size_t)(per * cout));
+  /* W owned by this graph alone (a session that releases weights owns them) is folded in place:
+   * no second copy of the weights while compiling */
+  int inplace = w->owns_data && w->n_consumers == 1 && !w->is_output;
+  float *nw = inplace ? NULL : sf__malloc(sizeof(float) * (size_t)(per * cout));
   float *nb = sf__malloc(sizeof(float) * (size_t)cout);
-  if (!nw || !nb) {
+  if ((!inplace && !nw) || !nb) {
     free(nw);
     free(nb);
     return SF_ENOMEM;
   }
-  const float *W = w->t.data, *B = b ? b->t.data : NULL, *S = sc->t.data, *BE = be->t.data,
-              *M = mu->t.data, *V = va->t.data;
+  float *W = w->t.data;
+  const float *B = b ? b->t.data : NULL, *S = sc->t.data, *BE = be->t.data, *M = mu->t.data,
+              *V = va->t.data;
   for (int64_t oc = 0; oc < cout; oc++) {
     float s = S[oc] / sqrtf(V[oc] + eps);
-    for (int64_t i = 0; i < per; i++) nw[oc * per + i] = W[oc * per + i] * s;
+    for (int64_t i = 0; !inplace && i < per; i++) nw[oc * per + i] = W[oc * per + i] * s;
     nb[oc] = ((B ? B[oc] : 0.0f) - M[oc]) * s + BE[oc];
   }
   int rc = 0;
-  int wid = sf__graph_new_tensor(g, w->t.name);
+  int wid = inplace ? conv->in[1] : sf__graph_new_tensor(g, w->t.name);
   int bid = wid >= 0 ? sf__graph_new_tensor(g, "bn_bias") : wid;
   if (wid < 0 || bid < 0) {
     rc = SF_ENOMEM;
     goto out;
   }
   w = &g->tensors[conv->in[1]]; /* tensors may have moved */
-  if ((rc = sf__tensor_set_const(g, wid, SF_F32, w->t.rank, w->t.dims, nw))) goto out;
+  if (!inplace && (rc = sf__tensor_set_const(g, wid, SF_F32, w->t.rank, w->t.dims, nw))) goto out;
   int64_t bd[1] = {cout};
   if ((rc = sf__tensor_set_const(g, bid, SF_F32, 1, bd, nb))) goto out;
   if (conv->n_in < 3) {
@@ -269,6 +273,10 @@ static int fuse_bn(sf_graph *g, sf_node *conv, sf_node *bn) {
     }
     conv->in = ni;
     conv->n_in = 3;
+  }
+  for (int64_t oc = 0; inplace && oc < cout; oc++) { /* nothing fails from here on */
+    float s = S[oc] / sqrtf(V[oc] + eps);
+    for (int64_t i = 0; i < per; i++) W[oc * per + i] *= s;
   }
   conv->in[1] = wid;
   conv->in[2] = bid;
@@ -381,6 +389,25 @@ static int fuse_all(sf_graph *g, sf_compile_result *res) {
     n->act_max = hi;
     n->out[0] = a->out[0];
     a->dead = 1;
+    res->n_fused++;
+  }
+  sf__graph_index(g);
+  /* Conv -> seifer.Swish (made above): the Conv applies Swish to its output, in registers where
+   * its kernel can (depthwise), else in one pass right after the convolution. */
+  for (int oi = 0; oi < g->n_order; oi++) {
+    sf_node *sw = &g->nodes[g->order[oi]];
+    if (sw->dead || strcmp(sw->op_type, "Swish") || strcmp(sw->domain, "seifer") ||
+        sw->n_in != 1 || sw->n_out != 1 || sw->in[0] < 0 || !single_consumer(g, sw->in[0]))
+      continue;
+    int pi = g->tensors[sw->in[0]].producer;
+    if (pi < 0) continue;
+    sf_node *c = &g->nodes[pi];
+    if (c->dead || strcmp(c->op_type, "Conv") || c->domain[0] || c->fused_act || c->n_out != 1 ||
+        c->out[0] != sw->in[0])
+      continue;
+    c->fused_act = SF_ACT_SWISH;
+    c->out[0] = sw->out[0];
+    sw->dead = 1;
     res->n_fused++;
   }
   sf__graph_index(g);

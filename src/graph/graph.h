@@ -87,7 +87,7 @@ typedef struct sf_node {
   int64_t flops;
 } sf_node;
 
-enum { SF_ACT_NONE = 0, SF_ACT_CLAMP = 1 };
+enum { SF_ACT_NONE = 0, SF_ACT_CLAMP = 1, SF_ACT_SWISH = 2 /* x * sigmoid(x) */ };
 
 typedef struct sf_graph {
   char *name;

@@ -5,9 +5,26 @@
  * SF_TK_INPUT tensors, nodes and attributes are copied, type information of inputs, outputs and
  * value_info sets dtype and dims (symbolic or missing dims: -1, the symbol kept in dim_params).
  * Every count read from the file is bounded before use; errors name the element at fault.
- * Peak memory while loading a file: file bytes + decoded message, then decoded message + graph.
+ *
+ * Memory: the weights are held once. A file is mapped read-only (read into memory where it
+ * cannot be mapped); the initializers are located in the wire format and left out of the message
+ * protobuf-c decodes (nodes, inputs, value_info: small). Each initializer is then decoded on its
+ * own, its raw_data copied straight from the mapping into the tensor's buffer, and the mapped
+ * pages it spanned are dropped (MADV_DONTNEED: file-backed pages count in the resident set).
+ * Peak while loading a file: the decoded weights + one initializer's pages + the small message.
+ * Unusual encodings (the graph field repeated, raw_data repeated) take the plain path: the whole
+ * message decoded by protobuf-c, peak twice the weights.
  */
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 
 #include "onnx/onnx.h"
 #include "onnx/onnx.pb-c.h"
@@ -21,6 +38,21 @@
 #define MAX_ATTR_STRING (1 << 20)
 #define MIN_OPSET 1
 #define MAX_OPSET 21
+
+#if defined(__GLIBC__) && !defined(__SANITIZE_ADDRESS__)
+/* Blocks of 64 KiB and more are mapped on their own and unmapped when freed. glibc's default
+ * raises that threshold to the largest block freed so far (up to 32 MiB): once a big buffer
+ * (a received model, a file) is freed, the weights would come from the heap, whose freed holes
+ * stay resident when a session releases them after packing. */
+static pthread_once_t malloc_once = PTHREAD_ONCE_INIT;
+static void malloc_policy(void) { mallopt(M_MMAP_THRESHOLD, 64 << 10); }
+#endif
+
+void sf__malloc_policy(void) {
+#if defined(__GLIBC__) && !defined(__SANITIZE_ADDRESS__)
+  pthread_once(&malloc_once, malloc_policy);
+#endif
+}
 
 static int is_default_domain(const char *d) { return !d || !d[0] || !strcmp(d, "ai.onnx"); }
 static const char *str_or(const char *s, const char *def) { return s && s[0] ? s : def; }
@@ -307,8 +339,196 @@ static int load_initializer(sf_graph *g, const Onnx__TensorProto *tp, const char
   return 0;
 }
 
-static int build_graph(const Onnx__ModelProto *m, const char *base_dir, sf_graph **out,
-                       sf_err *err) {
+/* ---- initializers located in the wire format ---- */
+
+/* Field keys (field number << 3 | wire type 2, length-delimited). */
+#define KEY_MODEL_GRAPH ((7u << 3) | 2u)
+#define KEY_GRAPH_INITIALIZER ((5u << 3) | 2u)
+#define KEY_TENSOR_RAW_DATA ((9u << 3) | 2u)
+
+typedef struct wspan {
+  size_t off, len; /* a whole field: key, length and value */
+  size_t voff, vlen; /* its value */
+} wspan;
+
+/* Where build_graph takes the initializers from: the decoded message (spans == NULL) or the
+ * serialized bytes buf, whose initializer fields are spans[0 .. n) (left out of the message). */
+typedef struct init_src {
+  const uint8_t *buf;
+  wspan *spans;
+  size_t n;
+  int mapped; /* buf is a private file mapping: drop the pages of each decoded initializer */
+} init_src;
+
+static int wire_varint(const uint8_t *b, size_t n, size_t *i, uint64_t *v) {
+  uint64_t x = 0;
+  for (int sh = 0; sh < 64; sh += 7) {
+    if (*i >= n) return -1;
+    uint8_t c = b[(*i)++];
+    x |= (uint64_t)(c & 0x7f) << sh;
+    if (!(c & 0x80)) {
+      *v = x;
+      return 0;
+    }
+  }
+  return -1;
+}
+
+/* Next field of the message b[*i .. n): its key and span; -1 when malformed or a group. */
+static int wire_field(const uint8_t *b, size_t n, size_t *i, uint64_t *key, wspan *sp) {
+  size_t start = *i;
+  uint64_t v;
+  if (wire_varint(b, n, i, key) || (*key >> 3) == 0) return -1;
+  sp->voff = *i;
+  sp->vlen = 0;
+  switch (*key & 7) {
+  case 0:
+    if (wire_varint(b, n, i, &v)) return -1;
+    break;
+  case 1:
+    if (n - *i < 8) return -1;
+    *i += 8;
+    break;
+  case 5:
+    if (n - *i < 4) return -1;
+    *i += 4;
+    break;
+  case 2:
+    if (wire_varint(b, n, i, &v) || v > n - *i) return -1;
+    sp->voff = *i;
+    sp->vlen = (size_t)v;
+    *i += (size_t)v;
+    break;
+  default: /* groups (3, 4) and invalid types */
+    return -1;
+  }
+  sp->off = start;
+  sp->len = *i - start;
+  return 0;
+}
+
+static size_t varint_put(uint8_t *p, uint64_t v) {
+  size_t k = 0;
+  do {
+    uint8_t c = v & 0x7f;
+    v >>= 7;
+    p[k++] = c | (v ? 0x80 : 0);
+  } while (v);
+  return k;
+}
+
+/* Cut the graph's initializer fields out of the ModelProto b: *skel = the message without them
+ * (malloc'ed), src->spans = where they are in b. Returns 1 (nothing set) when the bytes are not
+ * laid out as expected (malformed, a group, the graph field repeated): the caller decodes the
+ * whole message instead, and protobuf-c reports what is wrong. */
+static int split_initializers(const uint8_t *b, size_t n, uint8_t **skel, size_t *skel_len,
+                              init_src *src, sf_err *err) {
+  size_t i = 0, n_graph = 0;
+  wspan g = {0}, f;
+  uint64_t key;
+  while (i < n) {
+    if (wire_field(b, n, &i, &key, &f)) return 1;
+    if (key == KEY_MODEL_GRAPH) {
+      g = f;
+      n_graph++;
+    }
+  }
+  if (n_graph != 1) return 1;
+  size_t cap = 0, cnt = 0, init_bytes = 0;
+  for (i = g.voff; i < g.voff + g.vlen;) {
+    if (wire_field(b, g.voff + g.vlen, &i, &key, &f)) return 1;
+    cnt += key == KEY_GRAPH_INITIALIZER;
+  }
+  if (cnt > MAX_GRAPH_IO)
+    return sf__errf(err, SF_ELIMIT, "graph has %zu initializers (limit %d)", cnt, MAX_GRAPH_IO);
+  cap = cnt ? cnt : 1;
+  wspan *spans = sf__malloc(sizeof *spans * cap);
+  if (!spans) return sf__errf(err, SF_ENOMEM, "out of memory");
+  cnt = 0;
+  for (i = g.voff; i < g.voff + g.vlen;) {
+    wire_field(b, g.voff + g.vlen, &i, &key, &f);
+    if (key != KEY_GRAPH_INITIALIZER) continue;
+    spans[cnt++] = f;
+    init_bytes += f.len;
+  }
+  size_t glen = g.vlen - init_bytes;
+  size_t len = n - g.len + 1 + 10 + glen;
+  uint8_t *s = sf__malloc(len ? len : 1), *p = s;
+  if (!s) {
+    free(spans);
+    return sf__errf(err, SF_ENOMEM, "out of memory");
+  }
+  memcpy(p, b, g.off);
+  p += g.off;
+  *p++ = KEY_MODEL_GRAPH;
+  p += varint_put(p, glen);
+  size_t from = g.voff;
+  for (size_t k = 0; k < cnt; k++) {
+    memcpy(p, b + from, spans[k].off - from);
+    p += spans[k].off - from;
+    from = spans[k].off + spans[k].len;
+  }
+  memcpy(p, b + from, g.voff + g.vlen - from);
+  p += g.voff + g.vlen - from;
+  memcpy(p, b + g.off + g.len, n - g.off - g.len);
+  p += n - g.off - g.len;
+  *skel = s;
+  *skel_len = (size_t)(p - s);
+  src->buf = b;
+  src->spans = spans;
+  src->n = cnt;
+  return 0;
+}
+
+/* Unpack the initializer field sp of src. A raw_data field is left out of what protobuf-c
+ * decodes and pointed at in place, *borrowed = 1 (the caller copies it once, into the tensor,
+ * then calls unpacked_tensor_free). */
+static Onnx__TensorProto *unpack_tensor(const init_src *src, const wspan *sp, int *borrowed) {
+  const uint8_t *b = src->buf + sp->voff;
+  size_t n = sp->vlen, i = 0, n_raw = 0;
+  uint64_t key;
+  wspan f, raw = {0};
+  while (i < n) {
+    if (wire_field(b, n, &i, &key, &f)) return NULL;
+    if (key == KEY_TENSOR_RAW_DATA) {
+      raw = f;
+      n_raw++;
+    }
+  }
+  *borrowed = 0;
+  if (n_raw != 1) return onnx__tensor_proto__unpack(NULL, n, b);
+  uint8_t *skel = sf__malloc(n - raw.len + 1);
+  if (!skel) return NULL;
+  memcpy(skel, b, raw.off);
+  memcpy(skel + raw.off, b + raw.off + raw.len, n - raw.off - raw.len);
+  Onnx__TensorProto *tp = onnx__tensor_proto__unpack(NULL, n - raw.len, skel);
+  free(skel);
+  if (!tp) return NULL;
+  tp->has_raw_data = 1;
+  tp->raw_data.len = raw.vlen;
+  tp->raw_data.data = (uint8_t *)b + raw.voff; /* unpacked_tensor_free detaches it */
+  *borrowed = 1;
+  return tp;
+}
+
+static void unpacked_tensor_free(const init_src *src, const wspan *sp, Onnx__TensorProto *tp,
+                                 int borrowed) {
+  if (borrowed) {
+    tp->has_raw_data = 0;
+    tp->raw_data.len = 0;
+    tp->raw_data.data = NULL;
+  }
+  onnx__tensor_proto__free_unpacked(tp, NULL);
+  if (src->mapped) { /* drop the pages the field spanned (they are read again if touched) */
+    uintptr_t pg = (uintptr_t)sysconf(_SC_PAGESIZE);
+    uintptr_t lo = (uintptr_t)(src->buf + sp->off) & ~(pg - 1);
+    uintptr_t hi = ((uintptr_t)(src->buf + sp->off + sp->len) + pg - 1) & ~(pg - 1);
+    madvise((void *)lo, hi - lo, MADV_DONTNEED);
+  }
+}
+
+static int build_graph(const Onnx__ModelProto *m, const char *base_dir, const init_src *src,
+                       sf_graph **out, sf_err *err) {
   int rc = 0;
   sf_graph *g = NULL;
   const Onnx__GraphProto *gp = m->graph;
@@ -362,8 +582,22 @@ static int build_graph(const Onnx__ModelProto *m, const char *base_dir, sf_graph
   if (m->producer_version && !(g->producer_version = sf__strdup(m->producer_version))) goto nomem;
   if (gp->name && !(g->name = sf__strdup(gp->name))) goto nomem;
 
-  for (size_t i = 0; i < gp->n_initializer; i++)
-    if ((rc = load_initializer(g, gp->initializer[i], base_dir, err))) goto err;
+  if (src && src->spans) {
+    for (size_t i = 0; i < src->n; i++) {
+      int borrowed = 0;
+      Onnx__TensorProto *tp = unpack_tensor(src, &src->spans[i], &borrowed);
+      if (!tp) {
+        rc = sf__errf(err, SF_EFORMAT, "initializer %zu: not a valid TensorProto", i);
+        goto err;
+      }
+      rc = load_initializer(g, tp, base_dir, err);
+      unpacked_tensor_free(src, &src->spans[i], tp, borrowed);
+      if (rc) goto err;
+    }
+  } else {
+    for (size_t i = 0; i < gp->n_initializer; i++)
+      if ((rc = load_initializer(g, gp->initializer[i], base_dir, err))) goto err;
+  }
 
   g->inputs = sf__malloc(sizeof(int) * (gp->n_input + 1));
   g->outputs = sf__malloc(sizeof(int) * (gp->n_output + 1));
@@ -442,15 +676,31 @@ static Onnx__ModelProto *unpack_model(const void *buf, size_t len, sf_err *err) 
   return m;
 }
 
+/* Decode buf (mapped: a private file mapping) into a graph, the initializers one at a time. */
+static int parse_model(const uint8_t *buf, size_t len, int mapped, const char *base_dir,
+                       sf_graph **out, sf_err *err) {
+  uint8_t *skel = NULL;
+  size_t skel_len = 0;
+  init_src src = {.mapped = mapped};
+  int rc = split_initializers(buf, len, &skel, &skel_len, &src, err);
+  if (rc < 0) return rc;
+  Onnx__ModelProto *m = rc ? unpack_model(buf, len, err) : unpack_model(skel, skel_len, err);
+  free(skel);
+  if (!m) {
+    free(src.spans);
+    return SF_EFORMAT;
+  }
+  rc = build_graph(m, base_dir, &src, out, err);
+  onnx__model_proto__free_unpacked(m, NULL);
+  free(src.spans);
+  return rc;
+}
+
 int sf__onnx_parse(const void *buf, size_t len, const char *base_dir, sf_graph **out,
                    sf_err *err) {
   *out = NULL;
   if (!buf && len) return sf__errf(err, SF_EINVAL, "NULL model buffer");
-  Onnx__ModelProto *m = unpack_model(buf ? buf : "", len, err);
-  if (!m) return SF_EFORMAT;
-  int rc = build_graph(m, base_dir, out, err);
-  onnx__model_proto__free_unpacked(m, NULL);
-  return rc;
+  return parse_model(buf ? buf : (const uint8_t *)"", len, 0, base_dir, out, err);
 }
 
 static int model_new(sf_model **out, sf_graph *g, const char *path, sf_err *err) {
@@ -465,38 +715,71 @@ static int model_new(sf_model **out, sf_graph *g, const char *path, sf_err *err)
   return 0;
 }
 
+/* Map path read-only (*mapped = 1) or, where it cannot be mapped, read it (*mapped = 0). */
+static int map_file(const char *path, uint8_t **buf, size_t *len, int *mapped, sf_err *err) {
+  *mapped = 0;
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return sf__errf(err, SF_EIO, "%s: cannot open: %s", path, strerror(errno));
+  struct stat st;
+  if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size > 0) {
+    if ((int64_t)st.st_size > MODEL_FILE_MAX) {
+      close(fd);
+      return sf__errf(err, SF_ELIMIT, "%s: file is %lld bytes, limit is %lld", path,
+                      (long long)st.st_size, (long long)MODEL_FILE_MAX);
+    }
+    void *p = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+    if (p != MAP_FAILED) {
+      close(fd);
+      *buf = p;
+      *len = (size_t)st.st_size;
+      *mapped = 1;
+      return 0;
+    }
+  }
+  close(fd);
+  void *data = NULL;
+  int rc = sf__read_file(path, MODEL_FILE_MAX, &data, len, err);
+  *buf = data;
+  return rc;
+}
+
 int sf_model_load(sf_model **out, const char *path, sf_err *err) {
   if (!out || !path) return sf__errf(err, SF_EINVAL, "sf_model_load: NULL argument");
   *out = NULL;
-  void *buf = NULL;
+  sf__malloc_policy();
+  uint8_t *buf = NULL;
   size_t len = 0;
-  int rc = sf__read_file(path, MODEL_FILE_MAX, &buf, &len, err);
+  int mapped = 0;
+  int rc = map_file(path, &buf, &len, &mapped, err);
   if (rc) return rc;
-  /* decode, then drop the file bytes before building the graph */
-  Onnx__ModelProto *mp = unpack_model(buf, len, err);
-  free(buf);
-  if (!mp) return sf__errctx(err, SF_EFORMAT, "%s", path);
   char *dir = sf__strdup(path);
   if (!dir) {
-    onnx__model_proto__free_unpacked(mp, NULL);
-    return sf__errf(err, SF_ENOMEM, "out of memory");
+    rc = sf__errf(err, SF_ENOMEM, "out of memory");
+    goto out;
   }
   char *slash = strrchr(dir, '/');
   if (!slash) strcpy(dir, ".");
   else if (slash == dir) dir[1] = 0;
   else *slash = 0;
   sf_graph *g = NULL;
-  rc = build_graph(mp, dir, &g, err);
-  onnx__model_proto__free_unpacked(mp, NULL);
+  rc = parse_model(buf, len, mapped, dir, &g, err);
   free(dir);
-  if (rc) return sf__errctx(err, rc, "%s", path);
-  return model_new(out, g, path, err);
+  if (rc) {
+    sf__errctx(err, rc, "%s", path);
+    goto out;
+  }
+  rc = model_new(out, g, path, err);
+out:
+  if (mapped) munmap(buf, len);
+  else free(buf);
+  return rc;
 }
 
 int sf_model_load_buffer(sf_model **out, const void *buf, size_t len, const char *base_dir,
                          sf_err *err) {
   if (!out) return sf__errf(err, SF_EINVAL, "sf_model_load_buffer: NULL argument");
   *out = NULL;
+  sf__malloc_policy();
   sf_graph *g = NULL;
   int rc = sf__onnx_parse(buf, len, base_dir, &g, err);
   if (rc) return rc;

@@ -39,6 +39,10 @@ int sf__npy_serialize(const sf_tensor *t, void **buf, size_t *len, sf_err *err);
 int sf__tensor_load_file(const char *path, sf_tensor *t, sf_err *err);
 int sf__tensor_save_npy(const char *path, const sf_tensor *t, sf_err *err);
 
+/* With glibc (not under a sanitizer): M_MMAP_THRESHOLD fixed at 64 KiB for the process, once.
+ * Called by the model loaders; see sf_model_load in seifer.h. */
+void sf__malloc_policy(void);
+
 /* Free name and data of a tensor filled by the functions above (not the struct). */
 void sf__tensor_deinit(sf_tensor *t);
 

@@ -2,14 +2,16 @@
  * docs/partition.md.
  *
  * Cost: one shape-inference pass over a shared clone of the model, O(L + T) per candidate order,
- * and O(n_cuts * L) for the memory table (one sweep per first cut, with a running maximum of the
- * live activation bytes and a running sum of the weights). */
+ * one compile of another clone with every kernel prepared once (the memory each holds), and
+ * O(n_cuts * L) for the memory table (one sweep per first cut, with running sums of the weights
+ * and kernels and a running maximum for the load peak). */
 #include "partition/partition.h"
 
 #include <string.h>
 
 #include "graph/compile.h"
 #include "runtime/op.h"
+#include "runtime/session.h"
 
 /* Arena bytes of one buffer, as the runtime's memory plan rounds it (compile.c plan_memory). */
 #define PAD_BYTES(n) (((n) + SF_READ_SLACK + 63) & ~(int64_t)63)
@@ -44,6 +46,10 @@ void sf__partition_deinit(sf_partition *p) {
   free(p->pos_f32_bytes);
   free(p->flops_at);
   free(p->nhwc);
+  free(p->kern_bytes);
+  free(p->kern_peak);
+  free(p->packed_bytes);
+  free(p->kept);
   free(p->codec_bytes);
   sf__pcosts_deinit(&p->costs);
   memset(p, 0, sizeof *p);
@@ -544,44 +550,142 @@ out:
   return rc;
 }
 
-int64_t sf__partition_stage_mem(const sf_partition *p, int a, int b, int64_t *weights,
-                                int64_t *arena) {
+/* ---- stage memory: weights, kernels, load peak (docs/partition.md "Memory model") ---- */
+
+/* Running sums over the operators of a stage [a, q), extended one operator at a time. */
+typedef struct stage_acc {
+  int64_t raw;   /* constants read, each once (the model as loaded) */
+  int64_t kept;  /* constants held unpacked, each once, + compiler-made ones */
+  int64_t kern;  /* kernel state */
+  int64_t pw;    /* raw bytes of the packed constants */
+  int64_t best;  /* max over r in the stage of: kernels of [a, r) + kern_peak of r - raw packed
+                    bytes of [a, r); load peak = pw + best */
+  int n;         /* operators added */
+} stage_acc;
+
+/* Add operator q; stamp (per tensor) and tag (the stage's id) count each constant once. */
+static void acc_add(const sf_partition *p, stage_acc *s, int q, int *stamp, int tag) {
+  const sf_graph *g = p->g;
+  const sf_node *n = &g->nodes[p->ops[q]];
+  for (int j = 0; j < n->n_in; j++) {
+    int id = n->in[j];
+    if (id < 0 || is_act(&g->tensors[id]) || stamp[id] == tag) continue;
+    stamp[id] = tag;
+    int64_t nb = sf_tensor_nbytes(&g->tensors[id].t);
+    s->raw += nb;
+    if (p->kept[id]) s->kept += nb;
+  }
+  /* while q packs: the kernels before it, the raw weights of q and of the operators after it,
+   * and what q's preparation adds at its high mark (its kernel + transient copies) */
+  int64_t v = s->kern + p->kern_peak[q] - s->pw;
+  if (s->n++ == 0 || v > s->best) s->best = v;
+  s->kern += p->kern_bytes[q];
+  s->pw += p->packed_bytes[q];
+}
+
+static int64_t acc_total(const sf_partition *p, const stage_acc *s, int a, int b, int64_t arena,
+                         sf_stage_mem *m) {
+  sf_stage_mem x;
+  x.base = SF_PROCESS_BASE_BYTES;
+  x.arena = arena;
+  x.kernels = s->kern;
+  x.consts = s->kept;
+  x.io = SF_STAGE_IO_SLOTS * ((int64_t)p->pos_bytes[a] + (int64_t)p->pos_bytes[b]);
+  x.load = s->pw + s->best;
+  x.raw = s->raw;
+  int64_t run = x.kernels + x.io > x.load ? x.kernels + x.io : x.load;
+  int64_t held = x.arena + x.consts + run;
+  x.total = x.base + (held > x.raw ? held : x.raw);
+  if (m) *m = x;
+  return x.total;
+}
+
+int64_t sf__partition_stage_mem_parts(const sf_partition *p, int a, int b, sf_stage_mem *m) {
   if (a < 0 || b > p->n_ops || a >= b) return -1;
   const sf_graph *g = p->g;
-  int64_t w = 0, ar = 0;
-  char *seen = sf__calloc((size_t)g->n_tensors + 1, 1);
-  if (!seen) return -1;
-  for (int q = a; q < b; q++) {
-    const sf_node *n = &g->nodes[p->ops[q]];
-    for (int j = 0; j < n->n_in; j++) {
-      int id = n->in[j];
-      if (id < 0 || is_act(&g->tensors[id]) || seen[id]) continue;
-      seen[id] = 1;
-      w += sf_tensor_nbytes(&g->tensors[id].t);
-    }
-  }
-  free(seen);
+  int *stamp = sf__malloc(sizeof(int) * (size_t)(g->n_tensors ? g->n_tensors : 1));
+  if (!stamp) return -1;
+  for (int t = 0; t < g->n_tensors; t++) stamp[t] = -1;
+  stage_acc s = {0};
+  for (int q = a; q < b; q++) acc_add(p, &s, q, stamp, 0);
+  free(stamp);
   /* the model is rebuilt per call (O(T + L)); costs.mem caches every pair of candidate cuts */
   mmodel mm;
   gbuf *bufs = NULL, **live = NULL;
   if (mm_build(p, &mm, &bufs, &live, NULL)) return -1;
-  ar = stage_arena(&mm, p, a, b, bufs, live);
+  int64_t ar = stage_arena(&mm, p, a, b, bufs, live);
   mm_free(&mm);
   free(bufs);
   free(live);
-  if (weights) *weights = w;
-  if (arena) *arena = ar;
-  return w + ar + (int64_t)p->pos_bytes[a] + (int64_t)p->pos_bytes[b];
+  return acc_total(p, &s, a, b, ar, m);
 }
 
-/* Which tensors the runtime stores channels-last: compile a copy of the model as a session does
- * (fusion, layout) and look the tensors up by name. A tensor the compiler fused away takes the
- * layout its producer would give it (rank-4 float output of a Conv: channels-last). */
-static int layout_flags(sf_partition *p, const sf_model *m, const sf_partition_opts *o,
-                        sf_err *err) {
+int64_t sf__partition_stage_mem(const sf_partition *p, int a, int b, int64_t *weights,
+                                int64_t *arena) {
+  sf_stage_mem m;
+  int64_t t = sf__partition_stage_mem_parts(p, a, b, &m);
+  if (t < 0) return t;
+  if (weights) *weights = m.kernels + m.consts;
+  if (arena) *arena = m.arena;
+  return t;
+}
+
+/* Kernel memory per operator position, from the compiled graph cg (clone of the model whose
+ * node and tensor ids below the model's counts are those of p->g): bytes each live node's
+ * prepared kernel holds (measured by sf__kernel_bytes), the raw constants it packs, and the
+ * constants read unpacked. ok = 0 (cg not compiled or not measured): every constant an operator
+ * reads counts as packed, kernel bytes = those raw bytes. */
+static void kernel_facts(sf_partition *p, const sf_graph *cg, const int64_t *kb,
+                         const int64_t *kpeak, int ok) {
   const sf_graph *g = p->g;
+  for (int q = 0; q < p->n_ops; q++) {
+    int ni = p->ops[q];
+    const sf_node *cn = ok && ni < cg->n_nodes ? &cg->nodes[ni] : NULL;
+    if (!ok) {
+      const sf_node *n = &g->nodes[ni];
+      for (int j = 0; j < n->n_in; j++)
+        if (n->in[j] >= 0 && !is_act(&g->tensors[n->in[j]]))
+          p->packed_bytes[q] += sf_tensor_nbytes(&g->tensors[n->in[j]].t);
+      p->kern_bytes[q] = p->packed_bytes[q];
+      p->kern_peak[q] = 2 * p->packed_bytes[q];
+      continue;
+    }
+    if (!cn || cn->dead) continue;
+    p->kern_bytes[q] = kb[ni];
+    p->kern_peak[q] = kpeak[ni] > kb[ni] ? kpeak[ni] : kb[ni];
+    for (int j = 0; j < cn->n_in; j++) {
+      int id = cn->in[j];
+      if (id < 0 || cg->tensors[id].kind != SF_TK_CONST) continue;
+      int64_t nb = sf_tensor_nbytes(&cg->tensors[id].t);
+      if (j < 32 && (cn->packed_inputs >> j & 1u)) {
+        p->packed_bytes[q] += nb;
+        continue;
+      }
+      int pid = sf__graph_find(g, cg->tensors[id].t.name);
+      if (pid >= 0 && !is_act(&g->tensors[pid])) p->kept[pid] = 1;
+      else { /* made by the compiler for this operator */
+        p->kern_bytes[q] += nb;
+        p->kern_peak[q] += nb;
+      }
+    }
+  }
+}
+
+/* What the runtime does with the model, from one compile of a copy as a session does (fusion,
+ * layout) with every kernel prepared once: which tensors are stored channels-last (looked up by
+ * name; a tensor the compiler fused away takes the layout its producer would give it: a rank-4
+ * float output of a Conv is channels-last) and the memory of each operator's kernel. */
+static int runtime_facts(sf_partition *p, const sf_model *m, const sf_partition_opts *o,
+                         sf_err *err) {
+  const sf_graph *g = p->g;
+  size_t L = (size_t)(p->n_ops ? p->n_ops : 1);
   p->nhwc = sf__calloc((size_t)g->n_tensors + 1, 1);
-  if (!p->nhwc) return sf__errf(err, SF_ENOMEM, "out of memory");
+  p->kept = sf__calloc((size_t)g->n_tensors + 1, 1);
+  p->kern_bytes = sf__calloc(L, sizeof(int64_t));
+  p->kern_peak = sf__calloc(L, sizeof(int64_t));
+  p->packed_bytes = sf__calloc(L, sizeof(int64_t));
+  if (!p->nhwc || !p->kept || !p->kern_bytes || !p->kern_peak || !p->packed_bytes)
+    return sf__errf(err, SF_ENOMEM, "out of memory");
   sf_graph *cg = sf__graph_clone_shared(m->g);
   if (!cg) return sf__errf(err, SF_ENOMEM, "out of memory");
   sf_compile_opts co = {.n_shapes = o->n_shapes, .shapes = o->shapes, .layout = -1};
@@ -599,6 +703,15 @@ static int layout_flags(sf_partition *p, const sf_model *m, const sf_partition_o
       p->nhwc[i] = pr && !strcmp(pr->op_type, "Conv") && t->t.rank == 4 && t->t.dtype == SF_F32;
     }
   }
+  size_t nn = (size_t)(cg->n_nodes ? cg->n_nodes : 1);
+  int64_t *kb = rc ? NULL : sf__calloc(nn, sizeof(int64_t));
+  int64_t *kp = rc ? NULL : sf__calloc(nn, sizeof(int64_t));
+  int ok = kb && kp &&
+           !sf__kernel_bytes(cg, cr.arena_bytes, o->threads > 1 ? o->threads : 1, kb, kp, &e2);
+  kernel_facts(p, cg, kb, kp, ok);
+  p->kern_measured = ok;
+  free(kb);
+  free(kp);
   sf__graph_free(cg);
   return 0;
 }
@@ -653,19 +766,13 @@ static int fill_costs(sf_partition *p, sf_err *err) {
   for (int t = 0; t < g->n_tensors; t++) stamp[t] = -1;
   for (int i = 0; i < n; i++) {
     int a = c->pos[i];
-    int64_t w = 0;
+    stage_acc sa = {0};
     for (int q = a; q < L; q++) {
-      const sf_node *nd = &g->nodes[p->ops[q]];
-      for (int j = 0; j < nd->n_in; j++) {
-        int id = nd->in[j];
-        if (id < 0 || is_act(&g->tensors[id]) || stamp[id] == i) continue;
-        stamp[id] = i;
-        w += sf_tensor_nbytes(&g->tensors[id].t);
-      }
+      acc_add(p, &sa, q, stamp, i);
       int j = cut_at[q + 1];
       if (j > i)
-        c->mem[(size_t)i * n + j] = w + stage_arena(&mm, p, a, q + 1, bufs, live) +
-                                    (int64_t)p->pos_bytes[a] + (int64_t)p->pos_bytes[q + 1];
+        c->mem[(size_t)i * n + j] =
+            acc_total(p, &sa, a, q + 1, stage_arena(&mm, p, a, q + 1, bufs, live), NULL);
     }
   }
 out:
@@ -720,7 +827,7 @@ int sf__partition_analyze(const sf_model *m, const sf_partition_opts *o, sf_part
   p->flops_at[0] = 0;
   for (int q = 0; q < p->n_ops; q++)
     p->flops_at[q + 1] = p->flops_at[q] + (double)p->g->nodes[p->ops[q]].flops;
-  if ((rc = layout_flags(p, m, o, err))) goto fail;
+  if ((rc = runtime_facts(p, m, o, err))) goto fail;
   if ((rc = pick_cuts(p, o, err))) goto fail;
   if ((rc = fill_costs(p, err))) goto fail;
   p->analyze_s = sf__now() - t0;

@@ -25,6 +25,18 @@
 #include "onnx/onnx.h"
 #include "plan/plan.h"
 
+/* Resident memory of a worker process before its stage: the binary and shared libraries,
+ * XNNPACK's initialisation, the threads' stacks and allocator arenas, the connections. Measured
+ * on x86-64 Linux (Debian 12, glibc 2.36) as VmHWM of `seifer worker` serving the smallest
+ * stages (tiny-cnn split in two, 20 requests) minus the modelled stage memory below: 10.5-11.5
+ * MB, plus headroom for the code pages that larger stages' kernels touch. See docs/partition.md
+ * "Memory model" and tests/serve_memory.sh, which fails when it drifts. */
+#define SF_PROCESS_BASE_BYTES ((int64_t)25 << 19)
+/* Jobs a worker keeps (serve/worker.c: 2 x queue + 4 with the default queue of 2). Each keeps
+ * the buffer of the frame it received and of the outputs it encoded; jobs are reused in turn,
+ * so after a few requests every one holds a stage input and a stage output. */
+#define SF_STAGE_IO_SLOTS 8
+
 enum {
   SF_ORDER_AUTO = 0, /* the candidate below with the least total crossing bytes */
   SF_ORDER_DFS = 1,  /* depth-first from the outputs, inputs visited in order */
@@ -41,6 +53,8 @@ typedef struct sf_partition_opts {
    * every position whose crossing bytes are <= thin_bytes. */
   int thin;
   double thin_bytes;
+  int threads; /* runtime threads of the workers (0 = 1): the kernel choice, hence the memory of
+                  the prepared kernels, can depend on it */
 } sf_partition_opts;
 
 sf_partition_opts sf_partition_opts_default(void);
@@ -60,6 +74,17 @@ typedef struct sf_partition {
   double *flops_at;      /* L + 1: flops of operators [0, p) */
   int n_singleton;       /* positions with exactly one crossing tensor */
   char *nhwc;            /* per tensor: stored channels-last by the runtime (memory model) */
+  /* Memory model, per operator position (L entries) and per tensor, from one compile of the
+   * model with every kernel prepared once (sf__kernel_bytes): */
+  int64_t *kern_bytes;   /* bytes operator q's kernel holds once prepared (packed weights,
+                            indirection buffers, scratch) + constants the compiler made for it
+                            that no kernel packs */
+  int64_t *kern_peak;    /* the most operator q's preparation adds to the heap meanwhile (its
+                            kern_bytes + transient copies, e.g. a repacked kernel) */
+  int64_t *packed_bytes; /* raw bytes of the constants operator q packs (freed once packed) */
+  char *kept;            /* per tensor: a constant some operator reads without packing it (held
+                            for the stage's lifetime) */
+  int kern_measured;     /* kern_bytes measured (else the raw bytes of the packed constants) */
   sf_pcosts costs;       /* the candidate cuts and their costs (owned) */
   double analyze_s;      /* wall time of sf__partition_analyze */
   double *codec_bytes;   /* NULL, or per tensor id x SF_CODEC_COUNT: bytes on the wire measured
@@ -93,10 +118,24 @@ int sf__partition_measure_codecs(sf_partition *p, const sf_tensor *inputs, int n
 /* Set p->costs.cut_bytes to the transfer sizes under codec (what the planner then optimises). */
 void sf__partition_apply_codec(sf_partition *p, int codec);
 
-/* Estimated memory of the stage of operators [a, b) (0 <= a < b <= L), as in costs.mem:
- * weights (constants its operators read, each once) + activation arena (peak of the live
- * buffers under the runtime's sharing rules, see docs/partition.md) + one receive buffer per
- * input and one send buffer per output. *weights / *arena (may be NULL) get the first two. */
+/* Parts of a stage's memory estimate (bytes; see docs/partition.md "Memory model"). */
+typedef struct sf_stage_mem {
+  int64_t base;    /* SF_PROCESS_BASE_BYTES */
+  int64_t arena;   /* activation arena (the runtime's plan simulated on the stage) */
+  int64_t kernels; /* prepared kernels: packed weights, indirection buffers, scratch */
+  int64_t consts;  /* constants held unpacked */
+  int64_t io;      /* SF_STAGE_IO_SLOTS x (stage input + stage output bytes) */
+  int64_t load;    /* while loading, on top of arena + consts: packed kernels so far + raw
+                      weights not yet packed + the packing operator's transient copy (peak) */
+  int64_t raw;     /* raw weights of the stage (the model as loaded, before compilation) */
+  int64_t total;   /* base + max(arena + consts + max(kernels + io, load), raw) */
+} sf_stage_mem;
+
+/* Estimated peak resident memory of a worker serving the stage of operators [a, b)
+ * (0 <= a < b <= L), as in costs.mem: the total above, parts in *m (may be NULL). -1 if a, b
+ * are out of range. O(T + L) (the arena model is rebuilt); costs.mem caches every pair. */
+int64_t sf__partition_stage_mem_parts(const sf_partition *p, int a, int b, sf_stage_mem *m);
+/* The same total; *weights (kernels + consts) and *arena may be NULL. */
 int64_t sf__partition_stage_mem(const sf_partition *p, int a, int b, int64_t *weights,
                                 int64_t *arena);
 

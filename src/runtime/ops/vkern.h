@@ -1,5 +1,6 @@
 /* Vectorised float32 element-wise loops, compiled once per instruction set (vkern_base.c: the
- * build's baseline, vkern_avx2.c: AVX2+FMA on x86-64) and chosen at run time by CPU features.
+ * build's baseline, vkern_avx2.c: AVX2+FMA, vkern_avx512.c: AVX-512F, on x86-64) and chosen at
+ * run time by CPU features.
  *
  *   const sf_vkern *vk = sf__vkern();      // resolved once, thread-safe
  *   vk->swish(x, y, n);                     // y may alias x
@@ -20,11 +21,16 @@ typedef struct sf_vkern {
 } sf_vkern;
 
 const sf_vkern *sf__vkern(void);
+/* 1 if the CPU and the OS support AVX-512F (and AVX2 + FMA); resolved once, thread-safe. */
+int sf__cpu_avx512(void);
 
 /* The variants (defined by vkern.inc). */
 extern const sf_vkern sf__vkern_base;
 #if defined(__x86_64__)
 extern const sf_vkern sf__vkern_avx2;
+#if defined(__GNUC__)
+extern const sf_vkern sf__vkern_avx512;
+#endif
 #endif
 
 #endif
