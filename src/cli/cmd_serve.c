@@ -7,6 +7,25 @@
 
 static volatile sig_atomic_t stop_flag;
 
+/* Load the cluster secret and install the signal handlers (both commands start this way). */
+static int load_secret(const char *path, sf_secret *sec) {
+  sf_err err = {0};
+  if (sf__secret_load(sec, path, &err) < 0) {
+    sf_cli_err("%s", err.msg);
+    return -1;
+  }
+  sf__serve_signals(&stop_flag);
+  return 0;
+}
+
+static int finish(const char *what, int rc, const sf_err *err) {
+  if (rc < 0) {
+    sf_cli_err("%s: %s", what, err->msg);
+    return SF_EXIT_FAIL;
+  }
+  return SF_EXIT_OK;
+}
+
 /* ---- worker ---------------------------------------------------------------------------------- */
 static void worker_usage(void) {
   printf(
@@ -59,17 +78,9 @@ static int worker_run(int argc, char **argv) {
   }
   sf_secret sec;
   sf_err err = {0};
-  if (sf__secret_load(&sec, secret_path, &err) < 0) {
-    sf_cli_err("%s", err.msg);
-    return SF_EXIT_FAIL;
-  }
+  if (load_secret(secret_path, &sec) < 0) return SF_EXIT_FAIL;
   o.secret = &sec;
-  sf__serve_signals(&stop_flag);
-  if (sf__worker_run(&o, &stop_flag, &err) < 0) {
-    sf_cli_err("worker: %s", err.msg);
-    return SF_EXIT_FAIL;
-  }
-  return SF_EXIT_OK;
+  return finish("worker", sf__worker_run(&o, &stop_flag, &err), &err);
 }
 
 const sf_cmd sf_cmd_worker = {"worker", "serve one pipeline stage (started by up / the controller)",
@@ -122,17 +133,9 @@ static int gateway_run(int argc, char **argv) {
   }
   sf_secret sec;
   sf_err err = {0};
-  if (sf__secret_load(&sec, secret_path, &err) < 0) {
-    sf_cli_err("%s", err.msg);
-    return SF_EXIT_FAIL;
-  }
+  if (load_secret(secret_path, &sec) < 0) return SF_EXIT_FAIL;
   o.secret = &sec;
-  sf__serve_signals(&stop_flag);
-  if (sf__gateway_run(&o, &stop_flag, &err) < 0) {
-    sf_cli_err("gateway: %s", err.msg);
-    return SF_EXIT_FAIL;
-  }
-  return SF_EXIT_OK;
+  return finish("gateway", sf__gateway_run(&o, &stop_flag, &err), &err);
 }
 
 const sf_cmd sf_cmd_gateway = {"gateway", "serve the KServe v2 HTTP API in front of the pipelines",

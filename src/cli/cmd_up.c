@@ -426,18 +426,7 @@ static void down_usage(void) {
 }
 
 /* The pid still runs a seifer worker or gateway (not a process that reused the pid). */
-static int ours(pid_t pid) {
-  char path[64], buf[512];
-  snprintf(path, sizeof path, "/proc/%d/cmdline", (int)pid);
-  FILE *f = fopen(path, "r");
-  if (!f) return 0;
-  size_t n = fread(buf, 1, sizeof buf - 1, f);
-  fclose(f);
-  for (size_t i = 0; i < n; i++)
-    if (!buf[i]) buf[i] = ' ';
-  buf[n] = 0;
-  return strstr(buf, " worker ") || strstr(buf, " gateway ");
-}
+static int ours(pid_t pid) { return sf__process_is(pid, "worker") || sf__process_is(pid, "gateway"); }
 
 /* A controller's directory: the controller first (it would restart what stops), then its gateway
  * and workers (the local driver's process records). Returns processes stopped, -1 on failure. */
