@@ -268,6 +268,64 @@ static void test_state_round_trip(void **state) {
   free_ctl(A);
 }
 
+/* The links in the state file: measured pairs and the cluster file's, side by side. */
+static void test_state_links(void **state) {
+  (void)state;
+  sf_controller_opts o = {.cluster = "cluster.json", .codec = SF_CODEC_RAW, .probe_seconds = 0.3};
+  sf_err err = {0};
+  ctl *A = new_ctl(&o, cluster_json, "tiny");
+  size_t nn = (size_t)A->cl.n * (size_t)A->cl.n;
+  assert_null(A->cl.rtt); /* the file gives none */
+  A->cl.rtt = calloc(nn, sizeof(double));
+  A->file_bw = calloc(nn, sizeof(double));
+  A->meas_t = calloc(nn, sizeof(double));
+  assert_non_null(A->cl.rtt);
+  assert_non_null(A->file_bw);
+  assert_non_null(A->meas_t);
+  memcpy(A->file_bw, A->cl.bw, nn * sizeof(double));
+  A->probe = 1;
+  snprintf(A->probe_note, sizeof A->probe_note, "measured");
+  A->cl.bw[0 * 3 + 1] = 19.42e6 / 8; /* gw -> n1 measured */
+  A->cl.rtt[0 * 3 + 1] = 0.00025;
+  A->meas_t[0 * 3 + 1] = 1000;
+  assert_int_equal(sf__ctl_state_save(A, &err), 0);
+  void *txt = NULL;
+  size_t len = 0;
+  assert_int_equal(sf__read_file(A->state_path, 1 << 20, &txt, &len, &err), 0);
+  cJSON *j = cJSON_ParseWithLength(txt, len);
+  free(txt);
+  cJSON *lk = cJSON_GetObjectItem(j, "links");
+  assert_non_null(lk);
+  assert_string_equal(cJSON_GetObjectItem(lk, "source")->valuestring, "measured");
+  assert_true(cJSON_GetObjectItem(lk, "probe_seconds")->valuedouble == 0.3);
+  cJSON *pairs = cJSON_GetObjectItem(lk, "pairs"), *e;
+  assert_int_equal(cJSON_GetArraySize(pairs), 6);
+  int seen = 0;
+  cJSON_ArrayForEach(e, pairs) {
+    const char *from = cJSON_GetObjectItem(e, "from")->valuestring;
+    const char *to = cJSON_GetObjectItem(e, "to")->valuestring;
+    const char *src = cJSON_GetObjectItem(e, "source")->valuestring;
+    double mbps = cJSON_GetObjectItem(e, "mbps")->valuedouble;
+    assert_true(cJSON_GetObjectItem(e, "file_mbps")->valuedouble == 100);
+    if (!strcmp(from, "gw") && !strcmp(to, "n1")) {
+      assert_string_equal(src, "measured");
+      assert_true(mbps == 19.42);
+      assert_true(cJSON_GetObjectItem(e, "rtt_ms")->valuedouble == 0.25);
+      assert_true(cJSON_GetObjectItem(e, "measured_at")->valuedouble == 1000);
+      seen++;
+    } else {
+      assert_string_equal(src, "cluster file");
+      assert_true(mbps == 100);
+      assert_null(cJSON_GetObjectItem(e, "measured_at"));
+    }
+  }
+  assert_int_equal(seen, 1);
+  cJSON_Delete(j);
+  free(A->file_bw);
+  free(A->meas_t);
+  free_ctl(A);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_repo),
@@ -275,6 +333,7 @@ int main(void) {
       cmocka_unit_test(test_gateway_config),
       cmocka_unit_test(test_atomic_file),
       cmocka_unit_test(test_state_round_trip),
+      cmocka_unit_test(test_state_links),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -25,6 +25,7 @@ static void controller_usage(void) {
       "                         [--codec raw|fp16|lz4|zfp] [--threads N] [--replan-gain X]\n"
       "                         [--restart-ms MS] [--poll-ms MS] [--algorithm NAME]\n"
       "                         [--no-emulate] [--emulate-compute] [--wrap PROGRAM] [--timeout S]\n"
+      "                         [--probe | --no-probe] [--probe-seconds S]\n"
       "Runs one worker per cluster node and the gateway as local processes and keeps the model\n"
       "served by the best pipeline the healthy nodes allow:\n"
       "  - a node whose worker misses N heartbeats (default 3 x 500 ms) or whose link breaks is\n"
@@ -49,6 +50,12 @@ static void controller_usage(void) {
       "`seifer down --dir DIR` stops everything. Links and compute are emulated as for `seifer "
       "up`\n"
       "unless the cluster file gives node addresses (--no-emulate, --emulate-compute override).\n"
+      "Links that are not emulated are measured: after starting the workers and before the first\n"
+      "plan, every pair's bandwidth and RTT (worker to worker, --probe-seconds each, default 0.3),\n"
+      "and a returning node's pairs before the plan may change; plans use the measured values (a\n"
+      "pair whose probe fails keeps the cluster file's), DIR/controller.json lists them under\n"
+      "\"links\". --no-probe plans on the cluster file's links. Emulated links are never probed:\n"
+      "they are paced at the cluster file's rates.\n"
       "--wrap PROGRAM: start each process as `PROGRAM NODE seifer ...` (e.g. a script that execs\n"
       "`ip netns exec` into the node's namespace). --listen: gateway HTTP (default "
       "127.0.0.1:8000).\n"
@@ -65,6 +72,8 @@ static int controller_run(int argc, char **argv) {
                           .emulate = -1,
                           .emulate_compute = -1,
                           .replan_gain = 0.10,
+                          .probe = -1,
+                          .probe_seconds = 0.3,
                           .restart_ms = 1000,
                           .poll_ms = 500,
                           .algorithm = "optimal"};
@@ -113,6 +122,20 @@ static int controller_run(int argc, char **argv) {
       if (!(o.gateway_timeout = sf_cli_value(argc, argv, &i)) ||
           sf_cli_int(a, o.gateway_timeout, 1, 86400, &v))
         return SF_EXIT_USAGE;
+    } else if (!strcmp(a, "--probe-seconds")) {
+      char *end;
+      if (!(s = sf_cli_value(argc, argv, &i))) return SF_EXIT_USAGE;
+      o.probe_seconds = strtod(s, &end);
+      if (*end || end == s ||
+          !(o.probe_seconds >= SF_PROBE_MIN_SECONDS && o.probe_seconds <= SF_PROBE_MAX_SECONDS)) {
+        sf_cli_err("--probe-seconds: expected a number in [%g, %g], got '%s'",
+                   SF_PROBE_MIN_SECONDS, SF_PROBE_MAX_SECONDS, s);
+        return SF_EXIT_USAGE;
+      }
+    } else if (!strcmp(a, "--probe")) {
+      o.probe = 1;
+    } else if (!strcmp(a, "--no-probe")) {
+      o.probe = 0;
     } else if (!strcmp(a, "--no-emulate")) {
       o.emulate = 0;
     } else if (!strcmp(a, "--emulate-compute")) {

@@ -224,6 +224,11 @@ typedef struct sf_controller_opts {
   int emulate;             /* -1 auto: pace links and pad compute unless nodes have addresses */
   int emulate_compute;     /* -1: as emulate */
   double replan_gain;      /* a returning node changes the plan only above this gain (0.10) */
+  int probe;               /* measure the links between the workers (bandwidth, RTT) at start and
+                              the pairs of a returning node, and plan on them: -1 auto (when the
+                              links are real, i.e. not emulated), 0 off, 1 on (emulated links are
+                              never probed: they are paced at the cluster file's rates) */
+  double probe_seconds;    /* bulk phase per pair (default 0.3) */
   int restart_ms;          /* first back-off before a dead worker process is restarted */
   int poll_ms;             /* repository poll interval (default 500) */
   volatile sig_atomic_t *rescan; /* optional: set (e.g. by SIGUSR1 from `seifer deploy`) to scan

@@ -17,6 +17,10 @@
  *     fits), deploy beside the serving pipeline on free nodes when that costs less than the gain
  *     threshold (else hold and switch), switch the gateway in one CONFIG; a version that fails
  *     is rejected with its reason and the serving one stays.
+ * Links (docs/operations.md): unless they are emulated, the controller measures every pair of
+ * workers (bandwidth and RTT, src/probe/link.h) after starting them and before the first plan,
+ * and plans on the measured values (a pair whose probe fails keeps the cluster file's); a node
+ * that returns gets its pairs probed again, one pair per tick, before the plan may change.
  * State is saved atomically after every change (state.c); a restarted controller adopts the
  * running processes and reconfigures only what differs from the saved plan. */
 #include <errno.h>
@@ -31,6 +35,7 @@
 #include <unistd.h>
 
 #include "control/controller.h"
+#include "probe/link.h"
 #include "serve/serve.h"
 
 #define WHO "controller"
@@ -159,6 +164,10 @@ static void node_try(ctl *C, int idx) {
   event(C, "node %s up (%s, worker %s%s)", name, n->proc.addr, started ? "started" : "adopted",
         n->restarts && started ? ", restarted" : "");
   C->health_changed = 1;
+  if (C->probe && C->probed) { /* a new or returning node: its links are measured again */
+    for (int j = 0; j < C->cl.n; j++)
+      if (j != idx) C->probe_todo[idx * C->cl.n + j] = C->probe_todo[j * C->cl.n + idx] = 1;
+  }
 }
 
 /* ---- gateway -----------------------------------------------------------------------------------
@@ -371,6 +380,195 @@ static void check_deadlines(ctl *C) {
       C->gw_ping_at = now + C->hb_ms / 1000.0;
     }
     if (C->gw_up && now - C->gw_last > limit + C->hb_ms / 1000.0) gw_down(C, "no answer to pings");
+  }
+}
+
+
+/* ---- link probes -------------------------------------------------------------------------------
+ */
+static int probe_setup(ctl *C, sf_err *err) {
+  size_t nn = (size_t)C->cl.n * (size_t)C->cl.n;
+  C->file_bw = sf__calloc(nn, sizeof *C->file_bw);
+  C->file_rtt = sf__calloc(nn, sizeof *C->file_rtt);
+  C->meas_mbps = sf__calloc(nn, sizeof *C->meas_mbps);
+  C->meas_rtt = sf__calloc(nn, sizeof *C->meas_rtt);
+  C->meas_t = sf__calloc(nn, sizeof *C->meas_t);
+  C->probe_todo = sf__calloc(nn, 1);
+  C->probe_one = sf__calloc(nn, 1);
+  if (!C->cl.rtt && (C->cl.rtt = sf__calloc(nn, sizeof *C->cl.rtt)) == NULL)
+    return sf__errf(err, SF_ENOMEM, "out of memory");
+  if (!C->file_bw || !C->file_rtt || !C->meas_mbps || !C->meas_rtt || !C->meas_t ||
+      !C->probe_todo || !C->probe_one)
+    return sf__errf(err, SF_ENOMEM, "out of memory");
+  memcpy(C->file_bw, C->cl.bw, nn * sizeof *C->file_bw);
+  memcpy(C->file_rtt, C->cl.rtt, nn * sizeof *C->file_rtt);
+  for (size_t k = 0; k < nn; k++) C->meas_rtt[k] = -1;
+  double s = C->o->probe_seconds > 0 ? C->o->probe_seconds : 0.3;
+  if (!(s >= SF_PROBE_MIN_SECONDS && s <= SF_PROBE_MAX_SECONDS))
+    return sf__errf(err, SF_EINVAL, "probe seconds must be in [%g, %g]", SF_PROBE_MIN_SECONDS,
+                    SF_PROBE_MAX_SECONDS);
+  C->probe = C->o->probe != 0 && !C->emulate && C->cl.n > 1;
+  if (C->emulate)
+    snprintf(C->probe_note, sizeof C->probe_note,
+             "emulated: paced at the cluster file's rates, not probed");
+  else if (C->o->probe == 0)
+    snprintf(C->probe_note, sizeof C->probe_note, "cluster file (probing off)");
+  else if (C->cl.n < 2)
+    snprintf(C->probe_note, sizeof C->probe_note, "cluster file (one node: no links)");
+  else
+    snprintf(C->probe_note, sizeof C->probe_note, "measured");
+  return 0;
+}
+
+static void probe_free(ctl *C) {
+  free(C->file_bw);
+  free(C->file_rtt);
+  free(C->meas_mbps);
+  free(C->meas_rtt);
+  free(C->meas_t);
+  free(C->probe_todo);
+  free(C->probe_one);
+}
+
+static void probe_progress(void *ctx, int from, int to, const sf_probe_result *r,
+                           const sf_err *e) {
+  ctl *C = ctx;
+  const char *a = C->cl.nodes[from].name, *b = C->cl.nodes[to].name;
+  size_t k = (size_t)from * (size_t)C->cl.n + (size_t)to;
+  if (r)
+    sf__logf(WHO, "probe %s -> %s: %.3f Mbit/s, RTT %.3f ms", a, b, r->mbps, r->rtt_s * 1e3);
+  else
+    event(C, "probe %s -> %s failed: %.250s; planning with %.3f Mbit/s%s", a, b,
+          e ? e->msg : "?", C->cl.bw[k] * 8 / 1e6,
+          C->meas_t[k] > 0 ? " (an earlier measurement)" : " (the cluster file's)");
+}
+
+/* The links as plans see them, one log line per pair. */
+static void probe_table(ctl *C) {
+  int n = C->cl.n;
+  sf__logf(WHO, "links (Mbit/s; RTT ms):  %-12s %-12s %10s %9s %10s  %s", "from", "to", "plan",
+           "rtt", "file", "source");
+  for (int i = 0; i < n; i++)
+    for (int j = 0; j < n; j++) {
+      if (i == j) continue;
+      size_t k = (size_t)i * (size_t)n + (size_t)j;
+      sf__logf(WHO, "links (Mbit/s; RTT ms):  %-12s %-12s %10.3f %9.3f %10.3f  %s",
+               C->cl.nodes[i].name, C->cl.nodes[j].name, C->cl.bw[k] * 8 / 1e6,
+               C->cl.rtt[k] * 1e3, C->file_bw[k] * 8 / 1e6,
+               C->meas_t[k] > 0 ? "measured" : "cluster file");
+    }
+}
+
+/* Probe the pairs flagged in only (both nodes up); measured pairs replace the links plans use.
+ * Returns the number of pairs measured; *tried gets the number probed. */
+static int probe_run(ctl *C, const unsigned char *only, int *tried) {
+  int n = C->cl.n, measured = 0;
+  size_t nn = (size_t)n * (size_t)n;
+  const char **addrs = sf__calloc((size_t)n, sizeof *addrs);
+  double *mbps = sf__calloc(nn, sizeof *mbps), *rtt = sf__calloc(nn, sizeof *rtt);
+  unsigned char *mask = sf__calloc(nn, 1);
+  *tried = 0;
+  if (!addrs || !mbps || !rtt || !mask) {
+    sf__logf(WHO, "probing: out of memory");
+    goto out;
+  }
+  for (int i = 0; i < n; i++) addrs[i] = C->nodes[i].up ? C->nodes[i].proc.addr : "-:0";
+  for (size_t k = 0; k < nn; k++) {
+    int i = (int)(k / (size_t)n), j = (int)(k % (size_t)n);
+    mask[k] = only[k] && i != j && C->nodes[i].up && C->nodes[j].up;
+    *tried += mask[k];
+  }
+  if (!*tried) goto out;
+  sf_probe_opts po = sf__probe_opts_default();
+  po.seconds = C->o->probe_seconds > 0 ? C->o->probe_seconds : 0.3;
+  po.pings = 5;
+  po.timeout_ms = 2000;
+  po.only = mask;
+  po.progress = probe_progress;
+  po.ctx = C;
+  sf_err err = {0};
+  int failed = sf__probe_links(addrs, n, &C->sec, &po, mbps, rtt, &err);
+  if (failed < 0) {
+    event(C, "probing: %s", err.msg);
+    goto out;
+  }
+  double t = sf__wall();
+  for (size_t k = 0; k < nn; k++) {
+    if (!mask[k] || !(mbps[k] > 0) || !isfinite(mbps[k])) continue;
+    C->meas_mbps[k] = mbps[k];
+    C->meas_rtt[k] = rtt[k];
+    C->meas_t[k] = t;
+    C->cl.bw[k] = mbps[k] * 1e6 / 8;
+    if (rtt[k] >= 0 && isfinite(rtt[k])) C->cl.rtt[k] = rtt[k];
+    measured++;
+  }
+  /* the loop did not read the links meanwhile: their silence is ours */
+  double now = sf__now();
+  for (int i = 0; i < n; i++)
+    if (C->nodes[i].up && C->nodes[i].last_seen < now) C->nodes[i].last_seen = now;
+  if (C->gw_up) C->gw_last = C->gw_ping_at = now;
+  C->dirty = 1;
+out:
+  free(addrs);
+  free(mbps);
+  free(rtt);
+  free(mask);
+  return measured;
+}
+
+/* Before the first plan: every pair of the nodes that are up, except pairs a previous controller
+ * on this directory measured (restored from the state file: probing them again would run under
+ * the serving pipeline's traffic). */
+static void probe_start(ctl *C) {
+  if (!C->probe) {
+    sf__logf(WHO, "links: %s", C->probe_note);
+    return;
+  }
+  size_t nn = (size_t)C->cl.n * (size_t)C->cl.n;
+  unsigned char *all = sf__calloc(nn, 1);
+  if (!all) return;
+  int kept = 0;
+  for (size_t k = 0; k < nn; k++) {
+    all[k] = !(C->meas_t[k] > 0);
+    kept += k / (size_t)C->cl.n != k % (size_t)C->cl.n && !all[k];
+  }
+  double t0 = sf__now();
+  int tried = 0, got = probe_run(C, all, &tried);
+  free(all);
+  C->probed = 1;
+  char also[64] = "";
+  if (kept) snprintf(also, sizeof also, "; %d kept from the state file", kept);
+  if (!tried && kept)
+    event(C, "links: %d pairs measured earlier kept from the state file, none to probe", kept);
+  else
+    event(C, "links probed: %d of %d pairs measured in %.1f s (%.2f s each)%s%s", got, tried,
+          sf__now() - t0, C->o->probe_seconds > 0 ? C->o->probe_seconds : 0.3, also,
+          got < tried ? "; the others keep the cluster file's values" : "");
+  probe_table(C);
+}
+
+static int probe_pending(const ctl *C) {
+  size_t nn = (size_t)C->cl.n * (size_t)C->cl.n;
+  for (size_t k = 0; C->probe && k < nn; k++)
+    if (C->probe_todo[k]) return 1;
+  return 0;
+}
+
+/* One pair of a returning node (a probe keeps the loop for about probe_seconds). */
+static void probe_step(ctl *C) {
+  int n = C->cl.n;
+  size_t nn = (size_t)n * (size_t)n, k;
+  for (k = 0; k < nn && !C->probe_todo[k]; k++) {
+  }
+  if (k == nn) return;
+  C->probe_todo[k] = 0;
+  int tried = 0;
+  C->probe_one[k] = 1;
+  probe_run(C, C->probe_one, &tried);
+  C->probe_one[k] = 0;
+  if (tried && !probe_pending(C)) {
+    event(C, "links re-probed after a node returned");
+    probe_table(C);
   }
 }
 
@@ -677,6 +875,13 @@ static void maybe_improve(ctl *C) {
   sf_err err = {0};
   sf_plan best = {0};
   usable_nodes(C, usable);
+  sf_plan now = {0}; /* the serving plan under the links as they are now measured */
+  if (sf__plan_eval(&C->cur.dm.pa.costs, &C->cl, C->dep.n, C->dep.cuts, C->dep.nodes, &now,
+                    &err) == 0) {
+    C->dep.throughput = isfinite(now.bottleneck_s) ? now.throughput_per_s : 0;
+    C->dep.bottleneck_s = now.bottleneck_s;
+  }
+  sf__plan_deinit(&now);
   if (plan_best(C, &C->cur, usable, 2.0, &best, &err) == 0 && best.n_stages > 0 &&
       best.throughput_per_s > C->dep.throughput * (1 + C->o->replan_gain)) {
     sf__plan_deinit(&best);
@@ -1002,6 +1207,7 @@ static int setup(ctl *C, sf_err *err) {
   C->emulate = o->emulate >= 0 ? o->emulate : !any_addr;
   C->emulate_compute = o->emulate_compute >= 0 ? o->emulate_compute : C->emulate;
   C->hb_ms = o->heartbeat_ms > 0 ? o->heartbeat_ms : 500;
+  if ((rc = probe_setup(C, err)) < 0) return rc;
   if (!(C->solver = sf__solver_find(o->algorithm ? o->algorithm : "optimal")))
     return sf__errf(err, SF_EINVAL, "unknown planner '%s'", o->algorithm);
   /* the repository and the model name */
@@ -1039,6 +1245,7 @@ static void teardown(ctl *C) {
   version_close(&C->cur);
   sf__driver_free(&C->drv);
   free(C->addr);
+  probe_free(C);
   if (C->have_cl) sf__cluster_deinit(&C->cl);
 }
 
@@ -1079,6 +1286,7 @@ int sf__controller_run(const sf_controller_opts *o, volatile sig_atomic_t *stop,
   sf__logf(WHO, "model %s from %s; %d nodes; heartbeat %d ms, failure after %d misses; %s", C->name,
            C->repo, C->cl.n, C->hb_ms, o->misses, restored ? "state restored" : "fresh start");
   for (int i = 0; i < C->cl.n && !*stop; i++) node_try(C, i);
+  if (!*stop) probe_start(C);
   gw_try(C);
   C->health_changed = 0;
   if (restored && C->dep.active) adopt_pipeline(C);
@@ -1106,11 +1314,12 @@ int sf__controller_run(const sf_controller_opts *o, volatile sig_atomic_t *stop,
       } else if (!C->dep.active && C->health_changed) {
         C->health_changed = 0;
         replan(C, "recovered", 0);
-      } else if (C->dep.active && C->health_changed) {
-        C->health_changed = 0;
+      } else if (C->dep.active && C->health_changed && !probe_pending(C)) {
+        C->health_changed = 0; /* a returning node's links are measured first */
         maybe_improve(C);
       }
     }
+    if (C->probe && !*stop && probe_pending(C)) probe_step(C);
     int rescan = o->rescan && *o->rescan;
     if (now >= C->next_scan || rescan) {
       if (rescan) *o->rescan = 0;

@@ -113,6 +113,15 @@ typedef struct ctl {
   crecord rec[CTL_MAX_RECORDS];
   int n_rec; /* total ever; ring */
   int dirty; /* state to save */
+  /* link probes: the cluster's links as measured (C->cl.bw / C->cl.rtt hold what plans use) */
+  int probe;                /* links are probed */
+  int probed;               /* the start's probe ran: returning nodes get their pairs probed */
+  char probe_note[160];     /* how the links were obtained, for the state file */
+  double *file_bw, *file_rtt;    /* n*n: the cluster file's values (bytes/s, s) */
+  double *meas_mbps, *meas_rtt;  /* n*n: last measurement (mbps 0 = none, rtt -1 = none) */
+  double *meas_t;                /* n*n: unix time of it (0 = never measured) */
+  unsigned char *probe_todo;     /* n*n: pairs still to probe (a returning node's) */
+  unsigned char *probe_one;      /* n*n scratch mask */
 } ctl;
 
 /* state.c */

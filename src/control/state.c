@@ -3,6 +3,7 @@
  * and digest), the nodes and processes, rejected versions, and the recent events and
  * recoveries. A restarted controller reads it back (sf__ctl_state_load) and adopts the running
  * processes instead of restarting them. */
+#include <math.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -73,6 +74,30 @@ int sf__ctl_state_save(ctl *C, sf_err *err) {
     if (n->have_st && n->st.digest[0]) cJSON_AddStringToObject(o, "stage_digest", n->st.digest);
     if (!n->up && n->why[0]) cJSON_AddStringToObject(o, "reason", n->why);
     cJSON_AddItemToArray(nodes, o);
+  }
+
+  /* the links plans use: measured (docs/operations.md) or the cluster file's */
+  if (C->file_bw && C->cl.rtt) {
+    cJSON *lk = cJSON_AddObjectToObject(j, "links");
+    cJSON_AddStringToObject(lk, "source", C->probe_note);
+    if (C->probe)
+      cJSON_AddNumberToObject(lk, "probe_seconds",
+                              C->o->probe_seconds > 0 ? C->o->probe_seconds : 0.3);
+    cJSON *pairs = cJSON_AddArrayToObject(lk, "pairs");
+    for (int a = 0; a < C->cl.n; a++)
+      for (int b = 0; b < C->cl.n; b++) {
+        if (a == b) continue;
+        size_t k = (size_t)a * (size_t)C->cl.n + (size_t)b;
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddStringToObject(o, "from", C->cl.nodes[a].name);
+        cJSON_AddStringToObject(o, "to", C->cl.nodes[b].name);
+        cJSON_AddNumberToObject(o, "mbps", round(C->cl.bw[k] * 8 / 1e6 * 1000) / 1000);
+        cJSON_AddNumberToObject(o, "rtt_ms", round(C->cl.rtt[k] * 1e6) / 1000);
+        cJSON_AddStringToObject(o, "source", C->meas_t[k] > 0 ? "measured" : "cluster file");
+        if (C->meas_t[k] > 0) cJSON_AddNumberToObject(o, "measured_at", C->meas_t[k]);
+        cJSON_AddNumberToObject(o, "file_mbps", round(C->file_bw[k] * 8 / 1e6 * 1000) / 1000);
+        cJSON_AddItemToArray(pairs, o);
+      }
   }
 
   cJSON *rj = cJSON_AddArrayToObject(j, "rejected");
@@ -173,6 +198,27 @@ static void load_pipeline(ctl *C, const cJSON *pj) {
   d->active = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(pj, "active"));
 }
 
+/* Links measured by an earlier controller (when this one probes): kept, not probed again. */
+static void load_links(ctl *C, const cJSON *lk) {
+  const cJSON *e;
+  if (!C->probe || !C->meas_t || !C->cl.rtt) return;
+  cJSON_ArrayForEach(e, cJSON_GetObjectItemCaseSensitive(lk, "pairs")) {
+    const char *from = jstr(e, "from"), *to = jstr(e, "to"), *src = jstr(e, "source");
+    int a = from ? node_index(C, from) : -1, b = to ? node_index(C, to) : -1;
+    double mbps = 0, rtt_ms = 0, at = 0;
+    if (a < 0 || b < 0 || a == b || !src || strcmp(src, "measured") ||
+        !jnum(e, "mbps", 1e-6, 1e9, &mbps) || !jnum(e, "rtt_ms", 0, 1e6, &rtt_ms) ||
+        !jnum(e, "measured_at", 1, 1e12, &at))
+      continue;
+    size_t k = (size_t)a * (size_t)C->cl.n + (size_t)b;
+    C->cl.bw[k] = mbps * 1e6 / 8;
+    C->cl.rtt[k] = rtt_ms / 1e3;
+    C->meas_mbps[k] = mbps;
+    C->meas_rtt[k] = rtt_ms / 1e3;
+    C->meas_t[k] = at;
+  }
+}
+
 int sf__ctl_state_load(ctl *C, long *pid, sf_err *err) {
   void *txt = NULL;
   size_t len = 0;
@@ -200,6 +246,8 @@ int sf__ctl_state_load(ctl *C, long *pid, sf_err *err) {
   if (jnum(j, "generation", 0, 4e9, &v)) C->gen = (uint32_t)v;
   const cJSON *pj = cJSON_GetObjectItemCaseSensitive(j, "pipeline"), *e;
   if (cJSON_IsObject(pj)) load_pipeline(C, pj);
+  const cJSON *lk = cJSON_GetObjectItemCaseSensitive(j, "links");
+  if (cJSON_IsObject(lk)) load_links(C, lk);
   cJSON_ArrayForEach(e, cJSON_GetObjectItemCaseSensitive(j, "rejected")) {
     const char *ver = jstr(e, "version"), *why = jstr(e, "reason"), *mts = jstr(e, "mtime_ns");
     double size = 0, at = 0;
