@@ -166,7 +166,7 @@ static void node_try(ctl *C, int idx) {
   C->health_changed = 1;
   if (C->probe && C->probed) { /* a new or returning node: its links are measured again */
     for (int j = 0; j < C->cl.n; j++)
-      if (j != idx) C->probe_todo[idx * C->cl.n + j] = C->probe_todo[j * C->cl.n + idx] = 1;
+      if (j != idx) C->probe_queued[idx * C->cl.n + j] = C->probe_queued[j * C->cl.n + idx] = 1;
   }
 }
 
@@ -393,12 +393,12 @@ static int probe_setup(ctl *C, sf_err *err) {
   C->meas_mbps = sf__calloc(nn, sizeof *C->meas_mbps);
   C->meas_rtt = sf__calloc(nn, sizeof *C->meas_rtt);
   C->meas_t = sf__calloc(nn, sizeof *C->meas_t);
-  C->probe_todo = sf__calloc(nn, 1);
+  C->probe_queued = sf__calloc(nn, 1);
   C->probe_one = sf__calloc(nn, 1);
   if (!C->cl.rtt && (C->cl.rtt = sf__calloc(nn, sizeof *C->cl.rtt)) == NULL)
     return sf__errf(err, SF_ENOMEM, "out of memory");
   if (!C->file_bw || !C->file_rtt || !C->meas_mbps || !C->meas_rtt || !C->meas_t ||
-      !C->probe_todo || !C->probe_one)
+      !C->probe_queued || !C->probe_one)
     return sf__errf(err, SF_ENOMEM, "out of memory");
   memcpy(C->file_bw, C->cl.bw, nn * sizeof *C->file_bw);
   memcpy(C->file_rtt, C->cl.rtt, nn * sizeof *C->file_rtt);
@@ -426,7 +426,7 @@ static void probe_free(ctl *C) {
   free(C->meas_mbps);
   free(C->meas_rtt);
   free(C->meas_t);
-  free(C->probe_todo);
+  free(C->probe_queued);
   free(C->probe_one);
 }
 
@@ -550,7 +550,7 @@ static void probe_start(ctl *C) {
 static int probe_pending(const ctl *C) {
   size_t nn = (size_t)C->cl.n * (size_t)C->cl.n;
   for (size_t k = 0; C->probe && k < nn; k++)
-    if (C->probe_todo[k]) return 1;
+    if (C->probe_queued[k]) return 1;
   return 0;
 }
 
@@ -558,10 +558,10 @@ static int probe_pending(const ctl *C) {
 static void probe_step(ctl *C) {
   int n = C->cl.n;
   size_t nn = (size_t)n * (size_t)n, k;
-  for (k = 0; k < nn && !C->probe_todo[k]; k++) {
+  for (k = 0; k < nn && !C->probe_queued[k]; k++) {
   }
   if (k == nn) return;
-  C->probe_todo[k] = 0;
+  C->probe_queued[k] = 0;
   int tried = 0;
   C->probe_one[k] = 1;
   probe_run(C, C->probe_one, &tried);

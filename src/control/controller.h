@@ -120,7 +120,7 @@ typedef struct ctl {
   double *file_bw, *file_rtt;    /* n*n: the cluster file's values (bytes/s, s) */
   double *meas_mbps, *meas_rtt;  /* n*n: last measurement (mbps 0 = none, rtt -1 = none) */
   double *meas_t;                /* n*n: unix time of it (0 = never measured) */
-  unsigned char *probe_todo;     /* n*n: pairs still to probe (a returning node's) */
+  unsigned char *probe_queued;   /* n*n: pairs queued for a re-probe (a returning node's) */
   unsigned char *probe_one;      /* n*n scratch mask */
 } ctl;
 
