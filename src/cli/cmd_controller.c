@@ -8,6 +8,7 @@
 
 #include "cli/cli.h"
 #include "control/control.h"
+#include "control/k8s_ctl.h"
 #include "serve/serve.h"
 
 static volatile sig_atomic_t stop_flag, rescan_flag;
@@ -59,7 +60,28 @@ static void controller_usage(void) {
       "--wrap PROGRAM: start each process as `PROGRAM NODE seifer ...` (e.g. a script that execs\n"
       "`ip netns exec` into the node's namespace). --listen: gateway HTTP (default "
       "127.0.0.1:8000).\n"
-      "--timeout: the gateway's request timeout in seconds (default 30).\n");
+      "--timeout: the gateway's request timeout in seconds (default 30).\n"
+      "\n"
+      "usage: seifer controller --kubernetes [--kubeconfig FILE] [--context C] [--namespace NS]\n"
+      "                         [--model SEIFERMODEL] [--dir DIR] [--secret FILE] [--image IMAGE]\n"
+      "                         [--gateway HOST:PORT] [--gateway-url URL] [--worker-port N]\n"
+      "                         [--identity ID] [--lease-ms MS] [--renew-ms MS] [--retry-ms MS]\n"
+      "                         [--max-model-mb N] [options above but --cluster/--repo/--wrap]\n"
+      "Runs as the Kubernetes operator (docs/kubernetes.md): the configuration is the pod's service\n"
+      "account unless --kubeconfig; the namespace --namespace, else POD_NAMESPACE, else the\n"
+      "configuration's. The nodes are the cluster's Nodes (status.allocatable.memory, Ready,\n"
+      "unschedulable, the SeiferModel's spec.placement.nodeSelector; speed from the label\n"
+      "seifer.dev/gflops, else 10 GFLOP/s per allocatable CPU; links 1000 Mbit/s until probed).\n"
+      "The model is the SeiferModel --model (default: the only one): spec.model.uri (file:// or\n"
+      "http(s)://, at most --max-model-mb, default 4096), sha256 checked, spec.model.version (a\n"
+      "positive integer; a higher one rolls out). Each node's worker is a stage Deployment (image\n"
+      "--image, else SEIFER_IMAGE, else seifer:0.1.0; host port --worker-port, default 7100); the\n"
+      "gateway is the static Deployment and Service (--gateway, else SEIFER_GATEWAY, else\n"
+      "seifer-gateway.NS.svc:7000). The cluster secret is read from --secret (default\n"
+      "/etc/seifer/secret/secret). One replica leads through the Lease NS/seifer-controller\n"
+      "(identity --identity, else POD_NAME, else HOST-PID; --lease-ms 15000, --renew-ms 10000,\n"
+      "--retry-ms 2000); the others wait; a leader that loses the lease exits (status 1). The\n"
+      "SeiferModel's status is written after every change.\n");
 }
 
 static int controller_run(int argc, char **argv) {
@@ -77,9 +99,53 @@ static int controller_run(int argc, char **argv) {
                           .restart_ms = 1000,
                           .poll_ms = 500,
                           .algorithm = "optimal"};
+  sf_k8s_ctl_opts ko = {0};
+  int kubernetes = 0, k8s_flag = 0;
   long v;
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i], *s;
+    /* Kubernetes mode */
+    const char **kstr = !strcmp(a, "--kubeconfig")    ? &ko.kubeconfig
+                        : !strcmp(a, "--context")     ? &ko.context
+                        : !strcmp(a, "--namespace")   ? &ko.ns
+                        : !strcmp(a, "--identity")    ? &ko.identity
+                        : !strcmp(a, "--image")       ? &ko.image
+                        : !strcmp(a, "--gateway")     ? &ko.gateway
+                        : !strcmp(a, "--gateway-url") ? &ko.gateway_url
+                        : !strcmp(a, "--secret")      ? &ko.secret_file
+                                                      : NULL;
+    int *knum = !strcmp(a, "--lease-ms")      ? &ko.lease_ms
+                : !strcmp(a, "--renew-ms")    ? &ko.renew_ms
+                : !strcmp(a, "--retry-ms")    ? &ko.retry_ms
+                : !strcmp(a, "--worker-port") ? &ko.worker_port
+                                              : NULL;
+    if (!strcmp(a, "--kubernetes")) {
+      kubernetes = 1;
+      continue;
+    }
+    if (kstr) {
+      if (!(*kstr = sf_cli_value(argc, argv, &i))) return SF_EXIT_USAGE;
+      if (!**kstr) {
+        sf_cli_err("%s: empty value", a);
+        return SF_EXIT_USAGE;
+      }
+      k8s_flag = 1;
+      continue;
+    }
+    if (knum) {
+      long lo = knum == &ko.worker_port ? 1 : 100, hi = knum == &ko.worker_port ? 65535 : 600000;
+      if (!(s = sf_cli_value(argc, argv, &i)) || sf_cli_int(a, s, lo, hi, &v)) return SF_EXIT_USAGE;
+      *knum = (int)v;
+      k8s_flag = 1;
+      continue;
+    }
+    if (!strcmp(a, "--max-model-mb")) {
+      if (!(s = sf_cli_value(argc, argv, &i)) || sf_cli_int(a, s, 1, 1 << 20, &v))
+        return SF_EXIT_USAGE;
+      ko.max_model_bytes = (int64_t)v << 20;
+      k8s_flag = 1;
+      continue;
+    }
     const char **str = !strcmp(a, "--cluster")     ? &o.cluster
                        : !strcmp(a, "--model")     ? &o.model
                        : !strcmp(a, "--repo")      ? &o.repo
@@ -145,7 +211,44 @@ static int controller_run(int argc, char **argv) {
       return SF_EXIT_USAGE;
     }
   }
-  if (!o.cluster || !o.model == !o.repo) {
+  if (k8s_flag && !kubernetes) {
+    sf_cli_err("controller: --kubeconfig, --context, --namespace, --identity, --image, --gateway, "
+               "--gateway-url, --secret, --lease-ms, --renew-ms, --retry-ms, --worker-port and "
+               "--max-model-mb need --kubernetes");
+    return SF_EXIT_USAGE;
+  }
+  if (kubernetes) {
+    if (o.cluster || o.repo || o.wrap || o.name) {
+      sf_cli_err("controller: --kubernetes takes the nodes and the model from the API: no "
+                 "--cluster, --repo, --wrap or --name");
+      return SF_EXIT_USAGE;
+    }
+    ko.model = o.model; /* the SeiferModel's name */
+    o.model = NULL;
+    if (ko.model && (strlen(ko.model) > 40 || strspn(ko.model, "abcdefghijklmnopqrstuvwxyz0123456789-") !=
+                                                   strlen(ko.model) ||
+                     ko.model[0] == '-' || ko.model[strlen(ko.model) - 1] == '-')) {
+      sf_cli_err("--model: a SeiferModel name (a DNS-1123 label of at most 40 characters), got '%s'",
+                 ko.model);
+      return SF_EXIT_USAGE;
+    }
+    if (ko.kubeconfig && access(ko.kubeconfig, R_OK) < 0) {
+      sf_cli_err("--kubeconfig: %s: cannot read it", ko.kubeconfig);
+      return SF_EXIT_FAIL;
+    }
+    if (ko.context && !ko.kubeconfig) {
+      sf_cli_err("--context needs --kubeconfig");
+      return SF_EXIT_USAGE;
+    }
+    int lease = ko.lease_ms ? ko.lease_ms : 15000, renew = ko.renew_ms ? ko.renew_ms : 10000,
+        retry = ko.retry_ms ? ko.retry_ms : 2000;
+    if (!(retry < renew && renew < lease)) {
+      sf_cli_err("controller: need --retry-ms (%d) < --renew-ms (%d) < --lease-ms (%d)", retry,
+                 renew, lease);
+      return SF_EXIT_USAGE;
+    }
+    o.kubernetes = &ko;
+  } else if (!o.cluster || !o.model == !o.repo) {
     sf_cli_err("controller: need --cluster CLUSTER.json and one of --model MODEL.onnx, --repo DIR");
     return SF_EXIT_USAGE;
   }

@@ -233,6 +233,9 @@ typedef struct sf_controller_opts {
   int poll_ms;             /* repository poll interval (default 500) */
   volatile sig_atomic_t *rescan; /* optional: set (e.g. by SIGUSR1 from `seifer deploy`) to scan
                                     the repository at once, trusting files as complete */
+  const struct sf_k8s_ctl_opts *kubernetes; /* NULL: the cluster file and the local driver; else
+                                              nodes, model and workers from Kubernetes
+                                              (control/k8s_ctl.h) */
 } sf_controller_opts;
 
 /* Run until *stop: start or adopt the processes, deploy, keep the pipeline serving. Leaves the

@@ -35,6 +35,8 @@
 #include <unistd.h>
 
 #include "control/controller.h"
+#include "control/k8s_ctl.h"
+#include "control/k8s_driver.h"
 #include "probe/link.h"
 #include "serve/serve.h"
 
@@ -316,8 +318,8 @@ static void gw_try(ctl *C) {
 /* ---- links: heartbeats and failures ------------------------------------------------------------
  */
 static void read_links(ctl *C, int timeout_ms) {
-  struct pollfd pfd[CTL_MAX_NODES + 1];
-  int who[CTL_MAX_NODES + 1], n = 0;
+  struct pollfd pfd[CTL_MAX_NODES + 2];
+  int who[CTL_MAX_NODES + 2], n = 0;
   for (int i = 0; i < C->cl.n; i++)
     if (C->nodes[i].up) {
       pfd[n] = (struct pollfd){.fd = sf__conn_fd(C->nodes[i].c), .events = POLLIN};
@@ -327,11 +329,19 @@ static void read_links(ctl *C, int timeout_ms) {
     pfd[n] = (struct pollfd){.fd = sf__conn_fd(C->gwc), .events = POLLIN};
     who[n++] = -1;
   }
+  if (C->k8s) { /* Kubernetes: the Node informer turns readable on every Node change */
+    pfd[n] = (struct pollfd){.fd = sf__driver_k8s_fd(&C->drv), .events = POLLIN};
+    who[n++] = -2;
+  }
   int pr = n ? poll(pfd, (nfds_t)n, timeout_ms) : (usleep((useconds_t)timeout_ms * 1000), 0);
   if (pr <= 0) return;
   sf_frame f = {0};
   for (int k = 0; k < n; k++) {
     if (!(pfd[k].revents & (POLLIN | POLLHUP | POLLERR))) continue;
+    if (who[k] == -2) {
+      sf__k8s_ctl_nodes_changed(C);
+      continue;
+    }
     sf_err err = {0};
     sf_conn *c = who[k] >= 0 ? C->nodes[who[k]].c : C->gwc;
     if (!c) continue;
@@ -760,6 +770,7 @@ static int deploy(ctl *C, cversion *v, sf_plan *p, int *held, int *shipped, sf_e
     if (rc < 0 && rc != SF_EIO) return rc;
     *held = 1;
   }
+  if (C->k8s && (rc = sf__k8s_ctl_stages(C, &nd, p, err)) < 0) return rc; /* stage Deployments */
   for (int i = nd.n - 1; i >= 0;
        i--) /* last first: each stage's next hop is ready before it sends */
     if ((rc = put_stage(C, &nd, i, shipped, err)) < 0) return rc;
@@ -1160,6 +1171,30 @@ static void sync_workers(ctl *C) {
   }
 }
 
+/* ---- Kubernetes mode hooks (k8s_ctl.c) ---------------------------------------------------------
+ */
+void sf__ctl_node_down(ctl *C, int idx, const char *why) { node_down(C, idx, why); }
+
+int sf__ctl_node_reconnect(ctl *C, int idx, int timeout_ms, sf_err *err) {
+  cnode *n = &C->nodes[idx];
+  double end = sf__now() + timeout_ms / 1000.0;
+  int rc;
+  node_close(n);
+  n->up = 0;
+  n->have_st = 0;
+  while ((rc = node_connect(C, idx, err)) < 0 && sf__now() < end && !*C->stop) usleep(100000);
+  return rc;
+}
+
+void sf__ctl_event(ctl *C, const char *fmt, ...) {
+  char text[400];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(text, sizeof text, fmt, ap);
+  va_end(ap);
+  event(C, "%s", text);
+}
+
 /* ---- setup -------------------------------------------------------------------------------------
  */
 static int setup(ctl *C, sf_err *err) {
@@ -1175,6 +1210,10 @@ static int setup(ctl *C, sf_err *err) {
   }
   if ((rc = sf__self_exe(C->self, sizeof C->self, err)) < 0) return rc;
   char path[PATH_MAX + 16];
+  if (o->kubernetes) { /* secret, nodes, model and driver from the API (k8s_ctl.c) */
+    if ((rc = sf__k8s_ctl_setup(C, err)) < 0) return rc;
+    goto nodes;
+  }
   snprintf(path, sizeof path, "%s/secret", o->dir);
   if (access(path, F_OK) < 0 && (rc = sf__secret_generate(path, err)) < 0) return rc;
   if ((rc = sf__secret_load(&C->sec, path, err)) < 0) return rc;
@@ -1197,6 +1236,7 @@ static int setup(ctl *C, sf_err *err) {
                : sf__errf(err, SF_ENOMEM, "out of memory");
   free(txt);
   if (rc < 0) return rc;
+nodes:;
   int any_addr = 0;
   for (int i = 0; i < C->cl.n; i++) {
     any_addr |= C->addr[i][0] != 0;
@@ -1210,6 +1250,8 @@ static int setup(ctl *C, sf_err *err) {
   if ((rc = probe_setup(C, err)) < 0) return rc;
   if (!(C->solver = sf__solver_find(o->algorithm ? o->algorithm : "optimal")))
     return sf__errf(err, SF_EINVAL, "unknown planner '%s'", o->algorithm);
+  snprintf(C->status, sizeof C->status, "starting");
+  if (o->kubernetes) return 0;
   /* the repository and the model name */
   if (o->repo) {
     snprintf(C->repo, sizeof C->repo, "%s", o->repo);
@@ -1244,6 +1286,7 @@ static void teardown(ctl *C) {
   C->gwc = NULL;
   version_close(&C->cur);
   sf__driver_free(&C->drv);
+  if (C->k8s) sf__k8s_ctl_free(C);
   free(C->addr);
   probe_free(C);
   if (C->have_cl) sf__cluster_deinit(&C->cl);
@@ -1256,6 +1299,7 @@ int sf__controller_run(const sf_controller_opts *o, volatile sig_atomic_t *stop,
   C->stop = stop;
   int rc = setup(C, err);
   if (rc < 0) goto done;
+  if (C->k8s && sf__k8s_ctl_wait_leader(C) < 0) goto done; /* a standby replica waits here */
   long other = 0;
   int restored = sf__ctl_state_load(C, &other, err);
   if (restored < 0) {
@@ -1297,6 +1341,10 @@ int sf__controller_run(const sf_controller_opts *o, volatile sig_atomic_t *stop,
     while (waitpid(-1, NULL, WNOHANG) > 0) {
     }
     check_deadlines(C);
+    if (C->k8s && sf__k8s_ctl_tick(C) < 0) { /* leadership lost: another replica acts now */
+      rc = sf__errf(err, SF_EIO, "lost the leader lease; stopping");
+      break;
+    }
     double now = sf__now();
     for (int i = 0; i < C->cl.n; i++)
       if (!C->nodes[i].up && now >= C->nodes[i].retry_at) node_try(C, i);

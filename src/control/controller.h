@@ -122,6 +122,7 @@ typedef struct ctl {
   double *meas_t;                /* n*n: unix time of it (0 = never measured) */
   unsigned char *probe_queued;   /* n*n: pairs queued for a re-probe (a returning node's) */
   unsigned char *probe_one;      /* n*n scratch mask */
+  struct k8s_ctl *k8s;           /* Kubernetes mode (k8s_ctl.c); NULL otherwise */
 } ctl;
 
 /* state.c */
@@ -131,5 +132,11 @@ int sf__ctl_state_save(ctl *C, sf_err *err);
 int sf__ctl_state_load(ctl *C, long *pid, sf_err *err);
 
 double sf__wall(void);
+
+/* controller.c, for the Kubernetes mode (k8s_ctl.c) */
+void sf__ctl_node_down(ctl *C, int idx, const char *why);
+/* Close node idx's link and open it again (status read), up to timeout_ms. */
+int sf__ctl_node_reconnect(ctl *C, int idx, int timeout_ms, sf_err *err);
+void sf__ctl_event(ctl *C, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 #endif
