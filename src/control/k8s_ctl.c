@@ -21,6 +21,7 @@
 #define DEFAULT_GFLOPS_PER_CPU 10.0
 #define DEFAULT_LINK_MBPS 1000.0
 #define DEFAULT_LINK_RTT_MS 0.5
+#define IDLE_WORKER_BYTES ((int64_t)32 << 20) /* request of a worker that holds no stage yet */
 
 typedef struct kcond {
   char status[16], reason[64], message[600], since[40];
@@ -29,6 +30,7 @@ typedef struct kcond {
 struct k8s_ctl {
   sf_k8s_ctl_opts ko;
   sf_controller_opts o; /* the controller's options with the SeiferModel's codec and gain */
+  const sf_controller_opts *orig;
   sf_k8s_config cfg;
   sf_k8s *k;
   sf_k8s_elector *el;
@@ -319,6 +321,7 @@ int sf__k8s_ctl_setup(ctl *C, sf_err *err) {
   C->k8s = K;
   K->ko = *o->kubernetes;
   K->o = *o;
+  K->orig = o;
   K->o.emulate = 0; /* real links and compute */
   K->o.emulate_compute = 0;
   const sf_k8s_ctl_opts *ko = &K->ko;
@@ -399,6 +402,7 @@ int sf__k8s_ctl_setup(ctl *C, sf_err *err) {
                              .model_uid = K->m.uid[0] ? K->m.uid : NULL,
                              .image = K->image,
                              .port = ko->worker_port,
+                             .memory_bytes = IDLE_WORKER_BYTES,
                              .threads = o->threads,
                              .gateway_data = K->gw_data,
                              .gateway_url = K->gw_url};
@@ -686,7 +690,7 @@ void sf__k8s_ctl_free(ctl *C) {
   sf__k8s_free(K->k);
   sf__k8s_config_deinit(&K->cfg);
   free(K->status_last);
-  if (C->o == &K->o) C->o = NULL;
+  if (C->o == &K->o) C->o = K->orig;
   free(K);
   C->k8s = NULL;
 }
