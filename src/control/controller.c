@@ -1212,6 +1212,7 @@ static int setup(ctl *C, sf_err *err) {
   char path[PATH_MAX + 16];
   if (o->kubernetes) { /* secret, nodes, model and driver from the API (k8s_ctl.c) */
     if ((rc = sf__k8s_ctl_setup(C, err)) < 0) return rc;
+    o = C->o; /* with the SeiferModel's settings */
     goto nodes;
   }
   snprintf(path, sizeof path, "%s/secret", o->dir);

@@ -49,7 +49,9 @@ struct k8s_ctl {
   char *status_last;
   double status_retry_at;
   kcond ready, version;
-  int leading_logged;
+  double lead_t;  /* sf__now() when this replica began to lead */
+  int settled;    /* the first rollout may run */
+  int rescan_held;
 };
 
 static int env_or(const char *v, const char *env, const char *def, char *out, size_t cap) {
@@ -432,6 +434,7 @@ int sf__k8s_ctl_wait_leader(ctl *C) {
   while (!*C->stop) {
     if (sf__k8s_elector_leading(K->el)) {
       sf__logf(WHO, "leading (Lease %s/seifer-controller, identity %s)", K->ns, K->identity);
+      K->lead_t = sf__now();
       return 0;
     }
     if (sf__now() - said > 30) {
@@ -477,13 +480,16 @@ static cJSON *deployment_template(struct k8s_ctl *K, const char *node) {
   return t;
 }
 
+static const char *node_name(const ctl *C, int idx) { return C->cl.nodes[idx].name; }
+
 /* Wait until the link of node idx breaks (its old process is gone), up to timeout_ms. */
 static int wait_link_gone(ctl *C, int idx, int timeout_ms) {
   cnode *n = &C->nodes[idx];
   double end = sf__now() + timeout_ms / 1000.0;
   sf_frame f = {0};
   int gone = 0;
-  while (n->c && !gone && sf__now() < end && !*C->stop) {
+  while (n->c && !gone && sf__now() < end && !*C->stop &&
+         sf__driver_k8s_node_ready(&C->drv, C->cl.nodes[idx].name) == 1) {
     struct pollfd p = {.fd = sf__conn_fd(n->c), .events = POLLIN};
     if (poll(&p, 1, 100) <= 0) continue;
     if (sf__frame_recv(n->c, &f, 1 << 20, 1000, NULL) < 0) gone = 1;
@@ -538,7 +544,16 @@ int sf__k8s_ctl_stages(ctl *C, const cdeploy *d, const sf_plan *p, sf_err *err) 
     if (!changed[idx] || !C->nodes[idx].up) continue;
     changed[idx] = 0;
     wait_link_gone(C, idx, 10000);
-    int rc = sf__ctl_node_reconnect(C, idx, 30000, err);
+    double end = sf__now() + 15;
+    int rc;
+    for (;;) { /* the new worker, while its Node stays Ready */
+      if (sf__driver_k8s_node_ready(&C->drv, node_name(C, idx)) != 1) {
+        rc = sf__errf(err, SF_EIO, "node %s is not Ready", node_name(C, idx));
+        break;
+      }
+      if ((rc = sf__ctl_node_reconnect(C, idx, 0, err)) == 0 || sf__now() > end || *C->stop) break;
+      usleep(100000);
+    }
     if (rc < 0) {
       char why[300];
       snprintf(why, sizeof why, "new worker unreachable: %.250s", err->msg);
@@ -656,6 +671,27 @@ int sf__k8s_ctl_tick(ctl *C) {
   if (!sf__k8s_elector_leading(K->el)) {
     sf__ctl_event(C, "not leading any more (Lease %s/seifer-controller)", K->ns);
     return -1;
+  }
+  if (!K->settled && !C->cur.open) {
+    /* the first plan waits (up to 10 s) for the workers of the Ready nodes: the kubelets start
+     * them after their Deployments are applied */
+    int ready = 0, up = 0;
+    for (int i = 0; i < C->cl.n; i++)
+      if (sf__driver_k8s_node_ready(&C->drv, C->cl.nodes[i].name) == 1) {
+        ready++;
+        up += C->nodes[i].up;
+      }
+    if (up < ready && sf__now() - K->lead_t < 10) {
+      C->next_scan = sf__now() + 0.1;
+      if (C->o->rescan && *C->o->rescan) {
+        *C->o->rescan = 0;
+        K->rescan_held = 1;
+      }
+    } else {
+      K->settled = 1;
+      if (K->rescan_held && C->o->rescan) *C->o->rescan = 1;
+      sf__logf(WHO, "%d of %d Ready nodes have their worker up: planning", up, ready);
+    }
   }
   uint64_t g = sf__k8s_informer_gen(K->models);
   if (g != K->models_gen) {
