@@ -170,6 +170,9 @@ api POST "/emu/nodes/$victim/ready?status=True" >/dev/null
 set_version 2 "$T/v2.onnx" 0000000000000000000000000000000000000000000000000000000000000000
 check "a wrong sha256 is refused with the reason in the status" \
   'wait_until 10 "[ \"\$(sfm ".status.conditions[1].reason")\" = DigestMismatch ]"'
+set_version x2 "$T/v2.onnx"
+check "a version that is not a positive integer is refused with the reason in the status" \
+  'wait_until 10 "[ \"\$(sfm ".status.conditions[1].reason")\" = BadVersion ]"'
 check "version 1 keeps serving" 'same_as 1'
 t_bump=$SECONDS
 set_version 2 "$T/v2.onnx"
@@ -232,6 +235,17 @@ fi
 kill -TERM "$(cat "$T/b.pid")"
 check "a stopping leader releases the Lease" \
   'wait_until 10 "[ -z \"\$(api GET /apis/coordination.k8s.io/v1/namespaces/seifer/leases/seifer-controller | jq -r \".spec.holderIdentity // empty\")\" ]"'
+# ---- a leader that loses its lease stops ------------------------------------------------------------
+controller c
+if wait_until 20 'grep -q "leading" "$T/c.log"'; then
+  lease=$(api GET /apis/coordination.k8s.io/v1/namespaces/seifer/leases/seifer-controller)
+  api PUT /apis/coordination.k8s.io/v1/namespaces/seifer/leases/seifer-controller \
+    "$(jq -c --arg t "$(date -u +%Y-%m-%dT%H:%M:%S.000000Z)" '.spec.holderIdentity = "intruder" | .spec.renewTime = $t | .spec.leaseDurationSeconds = 60' <<<"$lease")" >/dev/null
+  check "a leader whose lease is taken stops acting and exits with status 1" \
+    'wait_until 15 "! kill -0 $(cat "$T/c.pid") 2>/dev/null" && grep -q "not leading any more" "$T/c.log" && grep -q "lost the leader lease" "$T/c.log"'
+else
+  echo "FAIL: controller c did not lead after b released the lease"; fail=1
+fi
 echo "total: $((SECONDS - t_start)) s"
 [ $fail = 0 ] || { show_logs; exit 1; }
 echo "OK"
