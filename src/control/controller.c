@@ -36,6 +36,7 @@
 
 #include "control/controller.h"
 #include "probe/link.h"
+#include "probe/probe.h"
 #include "serve/serve.h"
 
 #define WHO "controller"
@@ -168,6 +169,7 @@ static void node_try(ctl *C, int idx) {
     for (int j = 0; j < C->cl.n; j++)
       if (j != idx) C->probe_queued[idx * C->cl.n + j] = C->probe_queued[j * C->cl.n + idx] = 1;
   }
+  if (C->cprobe && C->cur.open) C->speed_queued[idx] = 1; /* and its speed, on a stage */
 }
 
 /* ---- gateway -----------------------------------------------------------------------------------
@@ -397,9 +399,20 @@ static int probe_setup(ctl *C, sf_err *err) {
   C->probe_one = sf__calloc(nn, 1);
   if (!C->cl.rtt && (C->cl.rtt = sf__calloc(nn, sizeof *C->cl.rtt)) == NULL)
     return sf__errf(err, SF_ENOMEM, "out of memory");
+  size_t n = (size_t)C->cl.n;
+  C->file_speed = sf__calloc(n, sizeof *C->file_speed);
+  C->speed_t = sf__calloc(n, sizeof *C->speed_t);
+  C->speed_stage_s = sf__calloc(n, sizeof *C->speed_stage_s);
+  C->speed_pred_s = sf__calloc(n, sizeof *C->speed_pred_s);
+  C->speed_stage = sf__calloc(n, sizeof *C->speed_stage);
+  C->speed_queued = sf__calloc(n, 1);
   if (!C->file_bw || !C->file_rtt || !C->meas_mbps || !C->meas_rtt || !C->meas_t ||
-      !C->probe_queued || !C->probe_one)
+      !C->probe_queued || !C->probe_one || !C->file_speed || !C->speed_t || !C->speed_stage_s ||
+      !C->speed_pred_s || !C->speed_stage || !C->speed_queued)
     return sf__errf(err, SF_ENOMEM, "out of memory");
+  for (size_t i = 0; i < n; i++) C->file_speed[i] = C->cl.nodes[i].flops_per_s;
+  /* compute is measured whenever it is real (emulated compute is padded to the file's speeds) */
+  C->cprobe = C->o->probe != 0 && !C->emulate_compute;
   memcpy(C->file_bw, C->cl.bw, nn * sizeof *C->file_bw);
   memcpy(C->file_rtt, C->cl.rtt, nn * sizeof *C->file_rtt);
   for (size_t k = 0; k < nn; k++) C->meas_rtt[k] = -1;
@@ -428,6 +441,12 @@ static void probe_free(ctl *C) {
   free(C->meas_t);
   free(C->probe_queued);
   free(C->probe_one);
+  free(C->file_speed);
+  free(C->speed_t);
+  free(C->speed_stage_s);
+  free(C->speed_pred_s);
+  free(C->speed_stage);
+  free(C->speed_queued);
 }
 
 static void probe_progress(void *ctx, int from, int to, const sf_probe_result *r,
@@ -457,6 +476,14 @@ static void probe_table(ctl *C) {
                C->cl.rtt[k] * 1e3, C->file_bw[k] * 8 / 1e6,
                C->meas_t[k] > 0 ? "measured" : "cluster file");
     }
+}
+
+/* The loop did not read the control links while a probe ran: their silence is ours. */
+static void links_quiet(ctl *C) {
+  double now = sf__now();
+  for (int i = 0; i < C->cl.n; i++)
+    if (C->nodes[i].up && C->nodes[i].last_seen < now) C->nodes[i].last_seen = now;
+  if (C->gw_up) C->gw_last = C->gw_ping_at = now;
 }
 
 /* Probe the pairs flagged in only (both nodes up); measured pairs replace the links plans use.
@@ -502,11 +529,7 @@ static int probe_run(ctl *C, const unsigned char *only, int *tried) {
     if (rtt[k] >= 0 && isfinite(rtt[k])) C->cl.rtt[k] = rtt[k];
     measured++;
   }
-  /* the loop did not read the links meanwhile: their silence is ours */
-  double now = sf__now();
-  for (int i = 0; i < n; i++)
-    if (C->nodes[i].up && C->nodes[i].last_seen < now) C->nodes[i].last_seen = now;
-  if (C->gw_up) C->gw_last = C->gw_ping_at = now;
+  links_quiet(C);
   C->dirty = 1;
 out:
   free(addrs);
@@ -801,6 +824,154 @@ static int count_up(const ctl *C) {
   return k;
 }
 
+/* ---- compute probes -----------------------------------------------------------------------------
+ * A node's speed is measured on a stage of the model it serves: the worker times the largest of
+ * the plan's stages that fits its memory and the node's flops/s becomes (stage cost under the plan's cost model) / (measured seconds), so
+ * the plan predicts exactly what was measured for that stage and scales it for the others. */
+#define SPEED_PROBE_ITERS 1000
+#define SPEED_PROBE_SECONDS 0.5
+
+/* The stage of d to time on node idx: the costliest that fits its memory (-1 none). The largest
+ * stage measures the node best: a small stage's time is dominated by what the operator costs do
+ * not count (converting the activations at its two cuts between layouts). */
+static int speed_stage_pick(const ctl *C, const cversion *v, const cdeploy *d, int idx) {
+  int best = -1;
+  double best_s = -1;
+  for (int k = 0; k < d->n; k++) {
+    if (sf__pcosts_mem(&v->dm.pa.costs, d->cuts[k], d->cuts[k + 1]) > C->cl.nodes[idx].mem_bytes)
+      continue;
+    double t = sf__stage_compute_s(&v->dm.pa.costs, &C->cl, d->cuts[k], d->cuts[k + 1], idx);
+    if (t > best_s) best_s = t, best = k;
+  }
+  return best;
+}
+
+/* Ship stage k of d (files in d->dir) to node idx, time it there, set the node's speed. */
+static int speed_probe_node(ctl *C, const cversion *v, const cdeploy *d, int k, int idx,
+                            sf_err *err) {
+  cnode *n = &C->nodes[idx];
+  const char *name = C->cl.nodes[idx].name;
+  char path[PATH_MAX + 32];
+  snprintf(path, sizeof path, "%s/stage-%d.onnx", d->dir, k + 1);
+  double t0 = sf__now();
+  int rc = sf__deploy_ship(n->c, path, 120000, NULL, err);
+  sf_compute_probe r;
+  if (rc == 0) {
+    snprintf(n->st.digest, sizeof n->st.digest, "%s", d->digest[k]);
+    rc = sf__ctl_compute_probe(n->c, SPEED_PROBE_ITERS, SPEED_PROBE_SECONDS, 60000, &r, err);
+  }
+  links_quiet(C);
+  if (rc < 0) {
+    sf__errctx(err, rc, "timing a stage on %s", name);
+    if (rc != SF_EINVAL && rc != SF_EFORMAT) node_down(C, idx, err->msg);
+    return rc;
+  }
+  int ci = d->cuts[k], cj = d->cuts[k + 1];
+  double before = C->cl.nodes[idx].flops_per_s;
+  double pred = sf__stage_compute_s(&v->dm.pa.costs, &C->cl, ci, cj, idx);
+  double speed = before * pred / r.mean_s;
+  if (!(speed > 0) || !isfinite(speed))
+    return sf__errf(err, SF_EFORMAT, "timing a stage on %s: %g s per run gives no speed", name,
+                    r.mean_s);
+  C->cl.nodes[idx].flops_per_s = speed;
+  C->speed_t[idx] = sf__wall();
+  C->speed_stage_s[idx] = r.mean_s;
+  C->speed_pred_s[idx] = pred;
+  snprintf(C->speed_stage[idx], sizeof C->speed_stage[idx], "v%s ops %d-%d", v->version,
+           v->dm.pa.costs.pos[ci], v->dm.pa.costs.pos[cj] - 1);
+  C->speed_queued[idx] = 0;
+  C->dirty = 1;
+  event(C,
+        "node %s: %.3f GFLOP/s measured (stage %s: %.3f ms per run over %d runs, the plan "
+        "predicted %.3f ms; cluster file %.3f GFLOP/s) in %.2f s",
+        name, speed / 1e9, C->speed_stage[idx], r.mean_s * 1e3, r.runs, pred * 1e3,
+        C->file_speed[idx] / 1e9, sf__now() - t0);
+  return 0;
+}
+
+static void speed_table(const ctl *C) {
+  sf__logf(WHO, "compute (GFLOP/s):  %-12s %10s %10s  %-8s %s", "node", "plan", "file", "source",
+           "stage timed");
+  for (int i = 0; i < C->cl.n; i++)
+    sf__logf(WHO, "compute (GFLOP/s):  %-12s %10.3f %10.3f  %-8s %s", C->cl.nodes[i].name,
+             C->cl.nodes[i].flops_per_s / 1e9, C->file_speed[i] / 1e9,
+             C->speed_t[i] > 0 ? "measured" : "file", C->speed_t[i] > 0 ? C->speed_stage[i] : "-");
+}
+
+/* Before version v is planned: time a stage on every node that is up, serves no pipeline and was
+ * never measured (or is queued: it returned). The stages are those of v's plan on the speeds
+ * known so far; the plan made afterwards uses the measured speeds. */
+static void speed_probe_version(ctl *C, const cversion *v) {
+  if (!C->cprobe) return;
+  int todo = 0;
+  for (int i = 0; i < C->cl.n; i++)
+    todo += C->nodes[i].up && !in_pipeline(C, i) && (C->speed_t[i] == 0 || C->speed_queued[i]);
+  if (!todo) return;
+  unsigned char usable[CTL_MAX_NODES];
+  usable_nodes(C, usable);
+  sf_plan p = {0};
+  sf_err err = {0};
+  cdeploy d;
+  memset(&d, 0, sizeof d);
+  double t0 = sf__now();
+  if (plan_best(C, v, usable, 10.0, &p, &err) < 0 || p.n_stages == 0) {
+    event(C, "compute probes: no plan of version %s fits%s%.300s: speeds stay the cluster file's",
+          v->version, err.code ? ": " : "", err.code ? err.msg : "");
+    goto out;
+  }
+  plan_to_deploy(&p, &v->dm.pa.costs, &d);
+  if (stage_files(C, v, &d, &p, &err) < 0) {
+    event(C, "compute probes: %s", err.msg);
+    goto out;
+  }
+  int got = 0;
+  for (int i = 0; i < C->cl.n && !*C->stop; i++) {
+    if (!C->nodes[i].up || in_pipeline(C, i) || !(C->speed_t[i] == 0 || C->speed_queued[i]))
+      continue;
+    int k = speed_stage_pick(C, v, &d, i);
+    if (k < 0) {
+      event(C, "node %s: no stage of the plan fits its memory; its speed stays the cluster file's",
+            C->cl.nodes[i].name);
+      C->speed_queued[i] = 0;
+      continue;
+    }
+    if (speed_probe_node(C, v, &d, k, i, &err) == 0)
+      got++;
+    else
+      event(C, "compute probe: %s", err.msg);
+  }
+  event(C, "compute probed: %d of %d nodes measured in %.1f s", got, todo, sf__now() - t0);
+  speed_table(C);
+out:
+  sf__plan_deinit(&p);
+}
+
+static int speed_pending(const ctl *C) {
+  for (int i = 0; C->cprobe && i < C->cl.n; i++)
+    if (C->speed_queued[i]) return 1;
+  return 0;
+}
+
+/* One returning node: time the costliest stage of the serving plan that fits it. */
+static void speed_step(ctl *C) {
+  int idx = 0;
+  while (idx < C->cl.n && !C->speed_queued[idx]) idx++;
+  if (idx == C->cl.n) return;
+  C->speed_queued[idx] = 0;
+  const cdeploy *d = &C->dep;
+  if (!C->nodes[idx].up || in_pipeline(C, idx) || !C->cur.open || d->n < 1 ||
+      strcmp(d->version, C->cur.version))
+    return; /* serving already (its stage's time shows in its status), or nothing to time */
+  int k = speed_stage_pick(C, &C->cur, d, idx);
+  sf_err err = {0};
+  if (k < 0)
+    event(C, "node %s: no stage of the plan fits its memory; its speed is not measured again",
+          C->cl.nodes[idx].name);
+  else if (speed_probe_node(C, &C->cur, d, k, idx, &err) < 0)
+    event(C, "compute probe: %s", err.msg);
+  if (!speed_pending(C)) speed_table(C);
+}
+
 /* ---- failover and re-planning ------------------------------------------------------------------
  */
 static int stage_node_down(const ctl *C) {
@@ -900,6 +1071,31 @@ static void version_close(cversion *v) {
   memset(v, 0, sizeof *v);
 }
 
+/* When compute is measured: the relative cost of every operator, from profiled runs of the whole
+ * version on this machine (src/probe/compute.c), so that one stage timed on a node prices every
+ * other stage on it (a FLOP of a depthwise convolution costs more than one of a dense one). */
+static int version_op_costs(ctl *C, cversion *v, sf_err *err) {
+  sf_probe_compute_opts po = sf_probe_compute_opts_default();
+  po.threads = C->o->threads;
+  po.iters = 5;
+  po.warmup = 1;
+  sf_op_times t;
+  memset(&t, 0, sizeof t);
+  double t0 = sf__now();
+  int rc = sf__probe_compute(v->dm.m, &v->dm.pa, &po, &t, err);
+  if (rc == 0) rc = sf__op_times_apply(&t, &v->dm.pa, &v->dm.pa.costs, err);
+  if (rc < 0) {
+    sf__op_times_deinit(&t);
+    return sf__errctx(err, rc, "measuring operator costs");
+  }
+  sf__logf(WHO,
+           "version %s: operator costs measured here (%.3f ms per inference, %.2f GFLOP/s, %.1f s); "
+           "stage times follow them",
+           v->version, t.total_s * 1e3, t.ref_flops_per_s / 1e9, sf__now() - t0);
+  sf__op_times_deinit(&t);
+  return 0;
+}
+
 static int version_open(ctl *C, const sf_repo_version *rv, cversion *v, sf_err *err) {
   memset(v, 0, sizeof *v);
   snprintf(v->version, sizeof v->version, "%ld", rv->version);
@@ -922,6 +1118,10 @@ static int version_open(ctl *C, const sf_repo_version *rv, cversion *v, sf_err *
       return sf__errf(err, SF_ESHAPE, "%s '%s': shape or type not known",
                       i < g->n_inputs ? "input" : "output", t->t.name);
     }
+  }
+  if (C->cprobe && (rc = version_op_costs(C, v, err)) < 0) {
+    version_close(v);
+    return rc;
   }
   return 0;
 }
@@ -982,6 +1182,7 @@ static void rollout(ctl *C, const sf_repo_version *rv) {
       return;
     }
   }
+  speed_probe_version(C, &nv); /* nodes never measured (at the start: all) */
   unsigned char usable[CTL_MAX_NODES];
   usable_nodes(C, usable);
   if (plan_best(C, &nv, usable, 10.0, &best, &err) < 0 || best.n_stages == 0) {
@@ -1314,12 +1515,15 @@ int sf__controller_run(const sf_controller_opts *o, volatile sig_atomic_t *stop,
       } else if (!C->dep.active && C->health_changed) {
         C->health_changed = 0;
         replan(C, "recovered", 0);
-      } else if (C->dep.active && C->health_changed && !probe_pending(C)) {
-        C->health_changed = 0; /* a returning node's links are measured first */
+      } else if (C->dep.active && C->health_changed && !probe_pending(C) && !speed_pending(C)) {
+        C->health_changed = 0; /* a returning node's links and speed are measured first */
         maybe_improve(C);
       }
     }
-    if (C->probe && !*stop && probe_pending(C)) probe_step(C);
+    if (C->probe && !*stop && probe_pending(C))
+      probe_step(C);
+    else if (!*stop && speed_pending(C))
+      speed_step(C);
     int rescan = o->rescan && *o->rescan;
     if (now >= C->next_scan || rescan) {
       if (rescan) *o->rescan = 0;
