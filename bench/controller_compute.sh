@@ -22,20 +22,16 @@ done
 SEIFER=$(readlink -f "$BUILD/seifer")
 NPYTOOL=$(readlink -f "$BUILD/tests/npytool")
 [ -x "$SEIFER" ] || { echo "no $BUILD/seifer: run make first" >&2; exit 1; }
-CGROOT=/sys/fs/cgroup/cpu
-CG="$CGROOT/seifer-bench-$$"
-mkdir "$CG" || { echo "needs root and the cgroup v1 cpu controller at $CGROOT" >&2; exit 1; }
+source tests/tools/cpucap.sh
+cpucap_up "$CAP" || exit 1
 T=$(mktemp -d)
 cleanup() {
   for d in "$T"/run-*; do [ -f "$d/controller.json" ] && "$SEIFER" down --dir "$d" >/dev/null 2>&1; done
   pkill -9 -f "$T/run-" 2>/dev/null
-  for p in $(cat "$CG/cgroup.procs" 2>/dev/null); do echo "$p" >"$CGROOT/cgroup.procs" 2>/dev/null; done
-  rmdir "$CG" 2>/dev/null
+  cpucap_down
   rm -rf "$T"
 }
 trap cleanup EXIT
-echo 20000 >"$CG/cpu.cfs_period_us"
-echo $((20000 * CAP / 100)) >"$CG/cpu.cfs_quota_us"
 cat >"$T/cluster.json" <<'JSON'
 {"nodes": [{"name": "gw", "memory_mb": 1024, "gflops": 10, "address": "127.0.0.1:0"},
            {"name": "n1", "memory_mb": 1024, "gflops": 100, "address": "127.0.0.1:0"},
@@ -43,13 +39,7 @@ cat >"$T/cluster.json" <<'JSON'
            {"name": "n3", "memory_mb": 1024, "gflops": 10, "address": "127.0.0.1:0"}],
  "default_link": {"mbps": 10000, "rtt_ms": 0.05}, "gateway": "gw"}
 JSON
-cat >"$T/wrap.sh" <<EOF
-#!/usr/bin/env bash
-node=\$1; shift
-[ "\$node" = n1 ] && echo \$\$ >"$CG/cgroup.procs"
-exec "\$@"
-EOF
-chmod +x "$T/wrap.sh"
+cpucap_wrap "$T/wrap.sh" n1
 "$SEIFER" zoo "$MODEL" -o "$T/m.onnx" >/dev/null
 shape=$("$SEIFER" inspect "$T/m.onnx" --json | jq -r '.inputs[0].resolved_shape | map(tostring) | join(",")')
 "$NPYTOOL" image "$T/in.npy" "$shape"

@@ -12,18 +12,16 @@
 set -u
 SEIFER=$(readlink -f "$1")
 NPYTOOL=$(readlink -f "$2")
-CGROOT=/sys/fs/cgroup/cpu
 [ "$(id -u)" = 0 ] || { echo "skip: needs root"; exit 77; }
 command -v jq >/dev/null || { echo "skip: needs jq"; exit 77; }
-CG="$CGROOT/seifer-test-$$"
-mkdir "$CG" 2>/dev/null && [ -w "$CG/cpu.cfs_quota_us" ] || { echo "skip: no cgroup v1 cpu controller at $CGROOT"; rmdir "$CG" 2>/dev/null; exit 77; }
+source "$(dirname "$0")/tools/cpucap.sh"
+cpucap_up 5 || exit 77 # n1 at 5% of one core
 T=$(mktemp -d)
 fail=0
 cleanup() {
   [ -f "$T/run/controller.json" ] && "$SEIFER" down --dir "$T/run" >/dev/null 2>&1
   pkill -9 -f "$T/run" 2>/dev/null
-  for p in $(cat "$CG/cgroup.procs" 2>/dev/null); do echo "$p" >"$CGROOT/cgroup.procs" 2>/dev/null; done
-  rmdir "$CG" 2>/dev/null
+  cpucap_down
   [ -n "${KEEP:-}" ] || rm -rf "$T"
 }
 trap cleanup EXIT
@@ -35,8 +33,6 @@ show_logs() { tail -n 40 "$T/controller.log"; tail -n 3 "$T"/run/logs/*.log; }
 # share of the model's FLOPs on node $2 in a list of "node compute_s gflops" lines ($1)
 share() { awk -v n="$2" '{ f = $2 * $3; t += f; if ($1 == n) s += f } END { printf "%.3f", (t > 0 ? s / t : 0) }' <<<"$1"; }
 
-echo 20000 >"$CG/cpu.cfs_period_us"
-echo 1000 >"$CG/cpu.cfs_quota_us" # 5% of one core
 cat >"$T/cluster.json" <<'JSON'
 {"nodes": [{"name": "gw", "memory_mb": 512, "gflops": 10, "address": "127.0.0.1:0"},
            {"name": "n1", "memory_mb": 512, "gflops": 100, "address": "127.0.0.1:0"},
@@ -44,13 +40,7 @@ cat >"$T/cluster.json" <<'JSON'
            {"name": "n3", "memory_mb": 512, "gflops": 10, "address": "127.0.0.1:0"}],
  "default_link": {"mbps": 10000, "rtt_ms": 0.05}, "gateway": "gw"}
 JSON
-cat >"$T/wrap.sh" <<EOF
-#!/usr/bin/env bash
-node=\$1; shift
-[ "\$node" = n1 ] && echo \$\$ >"$CG/cgroup.procs"
-exec "\$@"
-EOF
-chmod +x "$T/wrap.sh"
+cpucap_wrap "$T/wrap.sh" n1
 
 "$SEIFER" zoo mobilenetv2 -o "$T/m.onnx" >/dev/null
 shape=$("$SEIFER" inspect "$T/m.onnx" --json | jq -r '.inputs[0].resolved_shape | map(tostring) | join(",")')
@@ -92,7 +82,7 @@ check "a request is answered correctly" \
 
 # n1 returns without its cap: its speed is measured again and the plan moves work onto it
 t_kill=$(date +%s.%N)
-echo -1 >"$CG/cpu.cfs_quota_us"
+cpucap_set max
 kill -9 "$(node n1 .pid)"
 check "n1 comes back and is timed again" \
   "wait_until 40 '[ \"\$(node n1 .up)\" = true ] && awk -v t=\"\$(node n1 .speed_measured_at)\" -v k=$t_kill \"BEGIN { exit !(t > k) }\"'" || show_logs

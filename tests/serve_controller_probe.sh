@@ -31,18 +31,8 @@ cat >"$T/truth.json" <<'JSON'
  "gateway": "gw"}
 JSON
 netns_up "$T/truth.json" || { echo "FAIL: namespaces"; exit 1; }
-jq --argjson a "$(for n in "${NETNS_NODES[@]}"; do printf '{"%s":"%s:7000"}' "$n" "${NETNS_ADDR[$n]}"; done | jq -s add)" \
-  'del(.links) | .default_link = {"mbps": 1000, "rtt_ms": 1} | .nodes |= map(. + {address: $a[.name]})' \
-  "$T/truth.json" >"$T/wrong.json"
-{
-  echo '#!/usr/bin/env bash'
-  echo 'node=$1; shift'
-  echo 'case $node in'
-  for n in "${NETNS_NODES[@]}"; do echo "  $n) exec ip netns exec ${NETNS_NS[$n]} \"\$@\" ;;"; done
-  echo '  *) echo "wrap: unknown node $node" >&2; exit 1 ;;'
-  echo 'esac'
-} >"$T/wrap.sh"
-chmod +x "$T/wrap.sh"
+netns_addresses "$T/truth.json" "$T/wrong.json" 'del(.links) | .default_link = {"mbps": 1000, "rtt_ms": 1}'
+netns_wrap "$T/wrap.sh"
 
 "$SEIFER" zoo tiny-inception -o "$T/m.onnx" >/dev/null
 shape=$("$SEIFER" inspect "$T/m.onnx" --json | jq -r '.inputs[0].resolved_shape | map(tostring) | join(",")')

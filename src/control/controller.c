@@ -21,6 +21,12 @@
  * workers (bandwidth and RTT, src/probe/link.h) after starting them and before the first plan,
  * and plans on the measured values (a pair whose probe fails keeps the cluster file's); a node
  * that returns gets its pairs probed again, one pair per tick, before the plan may change.
+ * Compute, unless emulated, is measured too: each version's operators are profiled here for their
+ * relative costs, and every node times the largest stage of the plan that fits it, at the first
+ * plan and when it returns (docs/operations.md, "Measured compute").
+ * Stalls: when the gateway's oldest unanswered request of the serving pipeline passes the stall
+ * limit, every hop is probed; a broken link is planned around, else the pipeline is deployed
+ * again so that the gateway replays what was lost.
  * State is saved atomically after every change (state.c); a restarted controller adopts the
  * running processes and reconfigures only what differs from the saved plan. */
 #include <errno.h>
@@ -186,9 +192,16 @@ static void gw_down(ctl *C, const char *why) {
 }
 
 static int gw_status_apply(ctl *C, const char *json, size_t len) {
-  cJSON *j = cJSON_ParseWithLength(json, len);
+  cJSON *j = cJSON_ParseWithLength(json, len), *e;
   cJSON *sha = j ? cJSON_GetObjectItem(j, "config_sha256") : NULL;
   if (cJSON_IsString(sha)) snprintf(C->gw_sha, sizeof C->gw_sha, "%s", sha->valuestring);
+  C->gw_oldest_s = 0;
+  cJSON_ArrayForEach(e, cJSON_GetObjectItem(j, "pipelines")) {
+    const cJSON *id = cJSON_GetObjectItem(e, "id"), *old = cJSON_GetObjectItem(e, "oldest_s");
+    if (C->dep.active && cJSON_IsNumber(id) && id->valuedouble == C->dep.id && cJSON_IsNumber(old) &&
+        old->valuedouble >= 0 && old->valuedouble < 1e7)
+      C->gw_oldest_s = old->valuedouble;
+  }
   cJSON_Delete(j);
   return 0;
 }
@@ -406,9 +419,13 @@ static int probe_setup(ctl *C, sf_err *err) {
   C->speed_pred_s = sf__calloc(n, sizeof *C->speed_pred_s);
   C->speed_stage = sf__calloc(n, sizeof *C->speed_stage);
   C->speed_queued = sf__calloc(n, 1);
+  C->link_fail_t = sf__calloc(nn, sizeof *C->link_fail_t);
+  C->link_retry_at = sf__calloc(nn, sizeof *C->link_retry_at);
+  C->link_backoff_s = sf__calloc(nn, sizeof *C->link_backoff_s);
   if (!C->file_bw || !C->file_rtt || !C->meas_mbps || !C->meas_rtt || !C->meas_t ||
       !C->probe_queued || !C->probe_one || !C->file_speed || !C->speed_t || !C->speed_stage_s ||
-      !C->speed_pred_s || !C->speed_stage || !C->speed_queued)
+      !C->speed_pred_s || !C->speed_stage || !C->speed_queued || !C->link_fail_t ||
+      !C->link_retry_at || !C->link_backoff_s)
     return sf__errf(err, SF_ENOMEM, "out of memory");
   for (size_t i = 0; i < n; i++) C->file_speed[i] = C->cl.nodes[i].flops_per_s;
   /* compute is measured whenever it is real (emulated compute is padded to the file's speeds) */
@@ -447,6 +464,9 @@ static void probe_free(ctl *C) {
   free(C->speed_pred_s);
   free(C->speed_stage);
   free(C->speed_queued);
+  free(C->link_fail_t);
+  free(C->link_retry_at);
+  free(C->link_backoff_s);
 }
 
 static void probe_progress(void *ctx, int from, int to, const sf_probe_result *r,
@@ -525,6 +545,7 @@ static int probe_run(ctl *C, const unsigned char *only, int *tried) {
     C->meas_mbps[k] = mbps[k];
     C->meas_rtt[k] = rtt[k];
     C->meas_t[k] = t;
+    C->link_fail_t[k] = 0; /* it carries data again */
     C->cl.bw[k] = mbps[k] * 1e6 / 8;
     if (rtt[k] >= 0 && isfinite(rtt[k])) C->cl.rtt[k] = rtt[k];
     measured++;
@@ -1062,6 +1083,121 @@ static void maybe_improve(ctl *C) {
   sf__plan_deinit(&best);
 }
 
+/* ---- stalls and broken links -------------------------------------------------------------------
+ * A link can break between two stages whose nodes both still reach the controller (heartbeats
+ * flow, the pipeline does not). The gateway reports the age of the serving pipeline's oldest
+ * unanswered request; past a limit the controller asks each hop's sending worker to probe the
+ * next one (gateway node -> stage 1 -> ... -> gateway node). A hop that fails is marked broken
+ * (planned as a 1 byte/s link, so plans route around it) and the pipeline is re-planned; the
+ * gateway replays what it held. If every hop answers, requests were lost inside a stage: the
+ * pipeline is deployed again under a new id, which makes the gateway replay them. A broken link
+ * is probed again after 5 s (doubling to 2 min); when it answers it gets its measured (or the
+ * cluster file's) rate back and the plan may move back above --replan-gain. */
+#define LINK_BROKEN_BPS 1.0
+
+/* How old the oldest request of a healthy pipeline can get: three times its latency with a full
+ * window ahead of it, and at least one heartbeat past the failure detection. */
+static double stall_limit(const ctl *C) {
+  double lat = 0, b = C->dep.bottleneck_s;
+  sf_plan p = {0};
+  sf_err err = {0};
+  if (sf__plan_eval(&C->cur.dm.pa.costs, &C->cl, C->dep.n, C->dep.cuts, C->dep.nodes, &p, &err) ==
+      0) {
+    lat = p.gateway_in_s;
+    for (int i = 0; i < p.n_stages; i++) lat += p.stages[i].compute_s + p.stages[i].link_s;
+  }
+  sf__plan_deinit(&p);
+  if (!isfinite(lat) || !isfinite(b)) return 3600;
+  double limit = 3 * (lat + (2 * C->dep.n + 4) * b), floor_s = (C->o->misses + 1) * C->hb_ms / 1000.0;
+  return limit > floor_s ? limit : floor_s;
+}
+
+/* Ask node a's worker to reach node b's (a short probe). */
+static int link_check(ctl *C, int a, int b, sf_probe_result *r, sf_err *err) {
+  sf_probe_opts po = sf__probe_opts_default();
+  po.seconds = SF_PROBE_MIN_SECONDS;
+  po.bytes = 64 << 10;
+  po.pings = 2;
+  po.timeout_ms = 1000;
+  int rc = sf__probe_link(C->nodes[a].c, C->nodes[b].proc.addr, &po, r, err);
+  links_quiet(C);
+  return rc;
+}
+
+static void link_broken(ctl *C, int a, int b, const char *why) {
+  size_t k = (size_t)a * (size_t)C->cl.n + (size_t)b;
+  if (C->link_fail_t[k] == 0) {
+    C->link_fail_t[k] = sf__wall();
+    C->link_backoff_s[k] = 5;
+  }
+  C->link_retry_at[k] = sf__now() + C->link_backoff_s[k];
+  C->cl.bw[k] = LINK_BROKEN_BPS;
+  event(C, "link %s -> %s broken: %.300s", C->cl.nodes[a].name, C->cl.nodes[b].name, why);
+}
+
+static void check_stall(ctl *C) {
+  if (!C->dep.active || !C->gw_up || stage_node_down(C) || C->gw_oldest_s <= 0 ||
+      sf__now() < C->stall_next_check)
+    return;
+  double limit = stall_limit(C);
+  if (C->gw_oldest_s < limit) return;
+  double t0 = sf__wall(), stalled = C->gw_oldest_s;
+  C->stall_next_check = sf__now() + limit;
+  int hop[CTL_MAX_STAGES + 2], n = 0, gw = C->cl.gateway, broken = 0;
+  if (gw >= 0) hop[n++] = gw;
+  for (int i = 0; i < C->dep.n; i++) hop[n++] = C->dep.nodes[i];
+  if (gw >= 0) hop[n++] = gw;
+  char what[96] = "";
+  for (int h = 0; h + 1 < n; h++) {
+    int a = hop[h], b = hop[h + 1];
+    if (a == b || !C->nodes[a].up || !C->nodes[b].up) continue;
+    sf_probe_result r;
+    sf_err err = {0};
+    if (link_check(C, a, b, &r, &err) == 0) continue;
+    if (!C->nodes[a].up) continue; /* a's own link failed: node_down handles it */
+    link_broken(C, a, b, err.msg);
+    if (!broken++)
+      snprintf(what, sizeof what, "link %s -> %s", C->cl.nodes[a].name, C->cl.nodes[b].name);
+  }
+  if (stage_node_down(C)) return; /* found while probing: the failover path takes it */
+  C->failover_t0 = t0;
+  if (broken) {
+    event(C, "pipeline %u stalled (oldest request %.1f s, limit %.1f s): %d broken link%s", C->dep.id,
+          stalled, limit, broken, broken == 1 ? "" : "s");
+    snprintf(C->failover_what, sizeof C->failover_what, "%s", what);
+    replan(C, "failover", 0);
+  } else {
+    event(C, "pipeline %u stalled (oldest request %.1f s, limit %.1f s) but every link answers: "
+          "deploying it again so that the gateway replays what was lost", C->dep.id, stalled, limit);
+    snprintf(C->failover_what, sizeof C->failover_what, "stall of pipeline %u", C->dep.id);
+    replan(C, "stall", 0);
+  }
+}
+
+/* One broken link due for a check: back at its rate when it answers. */
+static void link_retry_step(ctl *C) {
+  size_t nn = (size_t)C->cl.n * (size_t)C->cl.n;
+  double now = sf__now();
+  for (size_t k = 0; k < nn; k++) {
+    int a = (int)(k / (size_t)C->cl.n), b = (int)(k % (size_t)C->cl.n);
+    if (C->link_fail_t[k] == 0 || now < C->link_retry_at[k] || !C->nodes[a].up || !C->nodes[b].up)
+      continue;
+    sf_probe_result r;
+    sf_err err = {0};
+    if (link_check(C, a, b, &r, &err) < 0) {
+      C->link_backoff_s[k] = fmin(C->link_backoff_s[k] * 2, 120);
+      C->link_retry_at[k] = sf__now() + C->link_backoff_s[k];
+      return;
+    }
+    C->link_fail_t[k] = 0;
+    C->cl.bw[k] = C->meas_t[k] > 0 ? C->meas_mbps[k] * 1e6 / 8 : C->file_bw[k];
+    event(C, "link %s -> %s answers again: planned at %.3f Mbit/s again", C->cl.nodes[a].name,
+          C->cl.nodes[b].name, C->cl.bw[k] * 8 / 1e6);
+    C->health_changed = 1;
+    return;
+  }
+}
+
 /* ---- model versions ----------------------------------------------------------------------------
  */
 static void version_close(cversion *v) {
@@ -1520,10 +1656,13 @@ int sf__controller_run(const sf_controller_opts *o, volatile sig_atomic_t *stop,
         maybe_improve(C);
       }
     }
+    if (C->cur.open && !*stop) check_stall(C);
     if (C->probe && !*stop && probe_pending(C))
       probe_step(C);
     else if (!*stop && speed_pending(C))
       speed_step(C);
+    else if (!*stop)
+      link_retry_step(C);
     int rescan = o->rescan && *o->rescan;
     if (now >= C->next_scan || rescan) {
       if (rescan) *o->rescan = 0;

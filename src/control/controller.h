@@ -131,6 +131,12 @@ typedef struct ctl {
   double *speed_pred_s;       /* n: what the plan predicted for it before the measurement */
   char (*speed_stage)[64];    /* n: which stage ("v1 ops 0-57") */
   unsigned char *speed_queued; /* n: new or returning nodes to measure */
+  /* stalls: the gateway reports the age of the serving pipeline's oldest unanswered request */
+  double gw_oldest_s;      /* of C->dep.id (0 none) */
+  double stall_next_check; /* sf__now() before which no stall is acted on again */
+  double *link_fail_t;     /* n*n: unix time a link was found broken (0 = fine) */
+  double *link_retry_at;   /* n*n: sf__now() of its next check */
+  double *link_backoff_s;  /* n*n */
 } ctl;
 
 /* state.c */

@@ -108,6 +108,8 @@ int sf__ctl_state_save(ctl *C, sf_err *err) {
         cJSON_AddStringToObject(o, "source", C->meas_t[k] > 0 ? "measured" : "cluster file");
         if (C->meas_t[k] > 0) cJSON_AddNumberToObject(o, "measured_at", C->meas_t[k]);
         cJSON_AddNumberToObject(o, "file_mbps", round(C->file_bw[k] * 8 / 1e6 * 1000) / 1000);
+        if (C->link_fail_t && C->link_fail_t[k] > 0)
+          cJSON_AddNumberToObject(o, "broken_at", C->link_fail_t[k]);
         cJSON_AddItemToArray(pairs, o);
       }
   }
