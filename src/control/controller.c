@@ -1255,10 +1255,9 @@ static int version_open(ctl *C, const sf_repo_version *rv, cversion *v, sf_err *
                       i < g->n_inputs ? "input" : "output", t->t.name);
     }
   }
-  if (C->cprobe && (rc = version_op_costs(C, v, err)) < 0) {
-    version_close(v);
-    return rc;
-  }
+  sf_err e2 = {0};
+  if (C->cprobe && version_op_costs(C, v, &e2) < 0) /* it loaded and fits: plan on FLOPs then */
+    event(C, "version %s: %.400s; stage costs follow FLOPs", v->version, e2.msg);
   return 0;
 }
 
