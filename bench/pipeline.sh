@@ -68,8 +68,7 @@ start_workers() {
   sleep 1
 }
 start_workers
-jq --argjson a "$(for n in "${NETNS_NODES[@]}"; do printf '{"%s":"%s:7000"}' "$n" "${NETNS_ADDR[$n]}"; done | jq -s add)" \
-  '.nodes |= map(. + {address: $a[.name]})' "$W/cluster.json" >"$W/cluster-addr.json"
+netns_addresses "$W/cluster.json" "$W/cluster-addr.json"
 gwa=${NETNS_ADDR[gw]}
 
 # run MODEL CLUSTER -> "predicted steady stages"

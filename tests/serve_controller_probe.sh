@@ -31,18 +31,8 @@ cat >"$T/truth.json" <<'JSON'
  "gateway": "gw"}
 JSON
 netns_up "$T/truth.json" || { echo "FAIL: namespaces"; exit 1; }
-jq --argjson a "$(for n in "${NETNS_NODES[@]}"; do printf '{"%s":"%s:7000"}' "$n" "${NETNS_ADDR[$n]}"; done | jq -s add)" \
-  'del(.links) | .default_link = {"mbps": 1000, "rtt_ms": 1} | .nodes |= map(. + {address: $a[.name]})' \
-  "$T/truth.json" >"$T/wrong.json"
-{
-  echo '#!/usr/bin/env bash'
-  echo 'node=$1; shift'
-  echo 'case $node in'
-  for n in "${NETNS_NODES[@]}"; do echo "  $n) exec ip netns exec ${NETNS_NS[$n]} \"\$@\" ;;"; done
-  echo '  *) echo "wrap: unknown node $node" >&2; exit 1 ;;'
-  echo 'esac'
-} >"$T/wrap.sh"
-chmod +x "$T/wrap.sh"
+netns_addresses "$T/truth.json" "$T/wrong.json" 'del(.links) | .default_link = {"mbps": 1000, "rtt_ms": 1}'
+netns_wrap "$T/wrap.sh"
 
 "$SEIFER" zoo tiny-inception -o "$T/m.onnx" >/dev/null
 shape=$("$SEIFER" inspect "$T/m.onnx" --json | jq -r '.inputs[0].resolved_shape | map(tostring) | join(",")')
@@ -61,8 +51,6 @@ uses_slow() {
 file_plan=$("$SEIFER" plan "$T/m.onnx" "$T/wrong.json" -o "$T/plan-file.json" >/dev/null 2>&1 &&
   jq -r '[.stages[].node] | join(" ")' "$T/plan-file.json")
 check "on the file's links the best plan uses a slow pair (it matters): ${file_plan:-none}" 'uses_slow "$file_plan"'
-true_tp=$("$SEIFER" plan "$T/m.onnx" "$T/truth.json" -o "$T/plan-true.json" >/dev/null 2>&1 &&
-  jq -r '.throughput_per_s // .predicted_throughput_per_s // empty' "$T/plan-true.json")
 
 gwa=${NETNS_ADDR[gw]}
 t_start=$(date +%s.%N)
@@ -88,8 +76,14 @@ check "RTTs measured" '[ "$(state "[.links.pairs[] | select(.rtt_ms > 0 and .rtt
 nodes=$(state '[.pipeline.stages[].node] | join(" ")')
 echo "pipeline on the measured links: $nodes (on the file's: $file_plan)"
 check "the pipeline avoids the slow pairs ($nodes)" '! uses_slow "$nodes"'
+# the best plan on the true links and the node speeds the controller measured (compute probes)
+jq --slurpfile st "$T/run/controller.json" \
+  '.nodes |= map(.name as $n | .gflops = ($st[0].nodes[] | select(.name == $n) | .gflops))' \
+  "$T/truth.json" >"$T/truth-speeds.json"
+true_tp=$("$SEIFER" plan "$T/m.onnx" "$T/truth-speeds.json" -o "$T/plan-true.json" >/dev/null 2>&1 &&
+  jq -r '.throughput_per_s // .predicted_throughput_per_s // empty' "$T/plan-true.json")
 tp=$(state .pipeline.predicted_throughput_per_s)
-check "predicted throughput $tp/s within 10% of the best plan's on the true links (${true_tp:-none}/s)" \
+check "predicted throughput $tp/s within 10% of the best plan's on the true links and measured speeds (${true_tp:-none}/s)" \
   'within "$tp" "${true_tp:-0}" 0.10'
 check "a request is answered" \
   'netns_exec gw "$SEIFER" request --url "http://$gwa:8000" --model tiny --input "$T/in.npy" -o "$T/out.npy" >/dev/null 2>&1'

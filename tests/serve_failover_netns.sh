@@ -28,17 +28,8 @@ cat >"$T/cluster.json" <<'JSON'
  "default_link": {"mbps": 200, "rtt_ms": 1}, "gateway": "gw"}
 JSON
 netns_up "$T/cluster.json" || { echo "FAIL: namespaces"; exit 1; }
-jq --argjson a "$(for n in "${NETNS_NODES[@]}"; do printf '{"%s":"%s:7000"}' "$n" "${NETNS_ADDR[$n]}"; done | jq -s add)" \
-  '.nodes |= map(. + {address: $a[.name]})' "$T/cluster.json" >"$T/cluster-addr.json"
-{
-  echo '#!/usr/bin/env bash'
-  echo 'node=$1; shift'
-  echo 'case $node in'
-  for n in "${NETNS_NODES[@]}"; do echo "  $n) exec ip netns exec ${NETNS_NS[$n]} \"\$@\" ;;"; done
-  echo '  *) echo "wrap: unknown node $node" >&2; exit 1 ;;'
-  echo 'esac'
-} >"$T/wrap.sh"
-chmod +x "$T/wrap.sh"
+netns_addresses "$T/cluster.json" "$T/cluster-addr.json"
+netns_wrap "$T/wrap.sh"
 
 "$SEIFER" zoo tiny-inception -o "$T/m.onnx" >/dev/null
 shape=$("$SEIFER" inspect "$T/m.onnx" --json | jq -r '.inputs[0].resolved_shape | map(tostring) | join(",")')

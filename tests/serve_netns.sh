@@ -38,8 +38,7 @@ for f in "${NETNS_NODES[@]}" gateway; do
   for _ in $(seq 100); do [ -s "$T/$f.port" ] && break; sleep 0.05; done
   check "$f listening" '[ -s "$T/$f.port" ]'
 done
-jq --argjson a "$(for n in "${NETNS_NODES[@]}"; do printf '{"%s":"%s:7000"}' "$n" "${NETNS_ADDR[$n]}"; done | jq -s add)" \
-  '.nodes |= map(. + {address: $a[.name]})' "$T/cluster.json" >"$T/cluster-addr.json"
+netns_addresses "$T/cluster.json" "$T/cluster-addr.json"
 
 shape=$("$SEIFER" inspect "$T/m.onnx" --json | jq -r '.inputs[0].resolved_shape | map(tostring) | join(",")')
 input=$("$SEIFER" inspect "$T/m.onnx" --json | jq -r '.inputs[0].name')

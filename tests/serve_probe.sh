@@ -46,8 +46,7 @@ for n in "${NETNS_NODES[@]}"; do
   for _ in $(seq 100); do [ -s "$T/$n.port" ] && break; sleep 0.05; done
   check "$n listening" '[ -s "$T/$n.port" ]'
 done
-jq --argjson a "$(for n in "${NETNS_NODES[@]}"; do printf '{"%s":"%s:7000"}' "$n" "${NETNS_ADDR[$n]}"; done | jq -s add)" \
-  '.nodes |= map(. + {address: $a[.name]})' "$T/cluster.json" >"$T/cluster-addr.json"
+netns_addresses "$T/cluster.json" "$T/cluster-addr.json"
 
 # every ordered pair, one at a time (12 pairs, about 1.2 s each)
 if netns_exec n1 "$SEIFER" probe links --cluster "$T/cluster-addr.json" --secret "$T/secret" \

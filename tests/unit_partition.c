@@ -293,16 +293,48 @@ static const char *order_name(int o) {
   return o == SF_ORDER_DFS ? "dfs" : o == SF_ORDER_DFS_REV ? "dfs-rev" : "file";
 }
 
+/* The default candidates leave out exactly the positions inside a runtime fusion: there the
+ * operator is a BatchNormalization or an activation fed by the operator just before it, and the
+ * crossing is that operator's output alone, as large as at the cut after the fused group. */
+static void check_fusion_cuts(const sf_model *m, const sf_partition *all) {
+  sf_partition p;
+  analyze(m, NULL, &p);
+  int L = p.n_ops;
+  assert_int_equal(p.n_ops, all->n_ops);
+  assert_int_equal(p.costs.n, L + 1 - p.n_fused);
+  int k = 0;
+  for (int q = 0; q <= L; q++) {
+    int is_cut = k < p.costs.n && p.costs.pos[k] == q;
+    k += is_cut;
+    assert_int_equal(is_cut, !p.fused_prev[q]);
+    if (!p.fused_prev[q]) continue;
+    const sf_node *n = &p.g->nodes[p.ops[q]], *prev = &p.g->nodes[p.ops[q - 1]];
+    assert_true(q > 0 && q < L);
+    assert_int_equal(n->in[0], prev->out[0]);
+    assert_true(!strcmp(n->op_type, "BatchNormalization") || !strcmp(n->op_type, "Relu") ||
+                !strcmp(n->op_type, "Clip") || !strcmp(n->op_type, "Sigmoid") ||
+                !strcmp(n->op_type, "Mul") || !strcmp(n->op_type, "Add") ||
+                !strcmp(n->op_type, "HardSwish") || !strcmp(n->op_type, "LeakyRelu"));
+  }
+  assert_int_equal(k, p.costs.n);
+  print_message("  %-18s fused positions left out of the candidate cuts: %d of %d\n", "", p.n_fused,
+                L + 1);
+  sf__partition_deinit(&p);
+}
+
 static void model_case(const char *name, int n_splits, int max_k, int mem_samples) {
   double t0 = sf__now();
   sf_model *m = zoo_model(name);
   sf_partition p, thin;
-  analyze(m, NULL, &p);
   sf_partition_opts o = sf_partition_opts_default();
+  o.split_fusions = 1; /* every position is a cut: the table is checked against all of them */
+  analyze(m, &o, &p);
   o.thin = 1;
   analyze(m, &o, &thin);
   int L = p.n_ops;
   assert_int_equal(p.costs.n, L + 1);
+  assert_int_equal(p.n_fused, thin.n_fused);
+  check_fusion_cuts(m, &p);
   assert_int_equal(thin.n_ops, L);
   /* singleton cuts are candidates of the thinned set; cut 0 / L are the model input / output */
   int k = 0;

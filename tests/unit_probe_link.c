@@ -13,7 +13,9 @@
 
 #include "plan/plan.h"
 #include "probe/link.h"
+#include "control/control.h"
 #include "serve/serve.h"
+#include "zoo/zoo.h"
 
 #define NW 2
 
@@ -21,6 +23,7 @@ static sf_secret secret;
 static volatile sig_atomic_t stop_flag;
 static char dirs[NW][64], port_files[NW][80], addrs[NW][64];
 static pthread_t threads[NW];
+static char cached[200]; /* a stage file a worker cached (removed at the end) */
 
 static void *worker_thread(void *arg) {
   int i = (int)(intptr_t)arg;
@@ -72,6 +75,7 @@ static int teardown(void **state) {
   for (int i = 0; i < NW; i++) {
     pthread_join(threads[i], NULL);
     unlink(port_files[i]);
+    if (cached[0]) unlink(cached);
     rmdir(dirs[i]);
   }
   return 0;
@@ -222,6 +226,46 @@ static void test_control_link(void **state) {
   sf__conn_free(ctl);
 }
 
+/* Compute probes on the control link: malformed requests and a worker without a stage get an
+ * ERROR; with a stage shipped the worker times it (at least 3 runs, heartbeats in between when a
+ * run outlasts the heartbeat interval) and reports the stage's digest. */
+static void test_compute_probe(void **state) {
+  (void)state;
+  sf_conn *ctl = dial(addrs[1], "controller");
+  request_error(ctl, "{\"compute\": 3}", "must be an object");
+  request_error(ctl, "{\"compute\": {\"iters\": 0}}", "iters");
+  request_error(ctl, "{\"compute\": {\"seconds\": 1e9}}", "seconds");
+  request_error(ctl, "{\"compute\": {\"warmup\": -1}}", "warmup");
+  request_error(ctl, "{\"compute\": {}}", "no stage loaded");
+  sf_err err = {0};
+  sf_compute_probe r;
+  assert_int_equal(sf__ctl_compute_probe(ctl, 5, 0.05, 10000, &r, &err), SF_EINVAL);
+  assert_non_null(strstr(err.msg, "no stage loaded"));
+
+  void *model = NULL;
+  size_t mlen = 0;
+  assert_int_equal(sf__zoo_serialize("tiny-cnn", 1, &model, &mlen, &err), 0);
+  assert_int_equal(sf__ctl_stage(ctl, model, mlen, 10000, NULL, &err), 0);
+  uint8_t d[32];
+  char hex[65];
+  sf__sha256(model, mlen, d);
+  sf__hex(d, 32, hex);
+  free(model);
+  snprintf(cached, sizeof cached, "%s/%s.onnx", dirs[1], hex);
+  assert_int_equal(sf__ctl_compute_probe(ctl, 1, 0.01, 10000, &r, &err), 0);
+  assert_true(r.runs >= 3); /* at least 3, even when 1 was asked */
+  assert_true(r.mean_s > 0 && r.median_s > 0);
+  assert_string_equal(r.digest, hex);
+  assert_int_equal(sf__ctl_compute_probe(ctl, 50, 0.3, 10000, &r, &err), 0);
+  assert_true(r.runs >= 3 && r.runs <= 50);
+  /* the link is still in order: a status answers */
+  char *reply = NULL;
+  assert_int_equal(sf__ctl_status(ctl, 2000, &reply, &err), 0);
+  assert_non_null(strstr(reply, hex));
+  free(reply);
+  sf__conn_free(ctl);
+}
+
 /* A "probe" peer that breaks the protocol is closed. */
 static void assert_closed_after(const void *payload, size_t len, int type, int flags) {
   sf_conn *c = dial(addrs[1], "probe");
@@ -309,7 +353,8 @@ static void test_cluster_json(void **state) {
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_every_pair),   cmocka_unit_test(test_failures),
-      cmocka_unit_test(test_control_link), cmocka_unit_test(test_hostile_peer),
+      cmocka_unit_test(test_control_link), cmocka_unit_test(test_compute_probe),
+      cmocka_unit_test(test_hostile_peer),
       cmocka_unit_test(test_result_parse), cmocka_unit_test(test_cluster_json),
   };
   return cmocka_run_group_tests(tests, setup, teardown);

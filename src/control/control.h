@@ -45,6 +45,15 @@ int sf__ctl_stage(sf_conn *c, const void *model, size_t len, int timeout_ms, cha
 int sf__ctl_config(sf_conn *c, const char *json, int timeout_ms, char **reply, sf_err *err);
 /* Ask for a status (HEARTBEAT) and wait for it; *reply gets the JSON; free() it. */
 int sf__ctl_status(sf_conn *c, int timeout_ms, char **reply, sf_err *err);
+/* Time the worker's loaded stage (PROBE {"compute"}: docs/probe.md): at least 3 runs, up to
+ * iters or seconds. */
+typedef struct sf_compute_probe {
+  int runs;
+  double mean_s, median_s; /* per run */
+  char digest[65];         /* the stage timed */
+} sf_compute_probe;
+int sf__ctl_compute_probe(sf_conn *c, double iters, double seconds, int timeout_ms,
+                          sf_compute_probe *out, sf_err *err);
 
 /* ---- deployment pieces ---------------------------------------------------------------------- */
 /* One model version analysed for planning: loaded, shapes inferred, candidate cuts and their

@@ -21,6 +21,12 @@
  * workers (bandwidth and RTT, src/probe/link.h) after starting them and before the first plan,
  * and plans on the measured values (a pair whose probe fails keeps the cluster file's); a node
  * that returns gets its pairs probed again, one pair per tick, before the plan may change.
+ * Compute, unless emulated, is measured too: each version's operators are profiled here for their
+ * relative costs, and every node times the largest stage of the plan that fits it, at the first
+ * plan and when it returns (docs/operations.md, "Measured compute").
+ * Stalls: when the gateway's oldest unanswered request of the serving pipeline passes the stall
+ * limit, every hop is probed; a broken link is planned around, else the pipeline is deployed
+ * again so that the gateway replays what was lost.
  * State is saved atomically after every change (state.c); a restarted controller adopts the
  * running processes and reconfigures only what differs from the saved plan. */
 #include <errno.h>
@@ -38,6 +44,7 @@
 #include "control/k8s_ctl.h"
 #include "control/k8s_driver.h"
 #include "probe/link.h"
+#include "probe/probe.h"
 #include "serve/serve.h"
 
 #define WHO "controller"
@@ -170,6 +177,7 @@ static void node_try(ctl *C, int idx) {
     for (int j = 0; j < C->cl.n; j++)
       if (j != idx) C->probe_queued[idx * C->cl.n + j] = C->probe_queued[j * C->cl.n + idx] = 1;
   }
+  if (C->cprobe && C->cur.open) C->speed_queued[idx] = 1; /* and its speed, on a stage */
 }
 
 /* ---- gateway -----------------------------------------------------------------------------------
@@ -186,9 +194,16 @@ static void gw_down(ctl *C, const char *why) {
 }
 
 static int gw_status_apply(ctl *C, const char *json, size_t len) {
-  cJSON *j = cJSON_ParseWithLength(json, len);
+  cJSON *j = cJSON_ParseWithLength(json, len), *e;
   cJSON *sha = j ? cJSON_GetObjectItem(j, "config_sha256") : NULL;
   if (cJSON_IsString(sha)) snprintf(C->gw_sha, sizeof C->gw_sha, "%s", sha->valuestring);
+  C->gw_oldest_s = 0;
+  cJSON_ArrayForEach(e, cJSON_GetObjectItem(j, "pipelines")) {
+    const cJSON *id = cJSON_GetObjectItem(e, "id"), *old = cJSON_GetObjectItem(e, "oldest_s");
+    if (C->dep.active && cJSON_IsNumber(id) && id->valuedouble == C->dep.id && cJSON_IsNumber(old) &&
+        old->valuedouble >= 0 && old->valuedouble < 1e7)
+      C->gw_oldest_s = old->valuedouble;
+  }
   cJSON_Delete(j);
   return 0;
 }
@@ -407,9 +422,24 @@ static int probe_setup(ctl *C, sf_err *err) {
   C->probe_one = sf__calloc(nn, 1);
   if (!C->cl.rtt && (C->cl.rtt = sf__calloc(nn, sizeof *C->cl.rtt)) == NULL)
     return sf__errf(err, SF_ENOMEM, "out of memory");
+  size_t n = (size_t)C->cl.n;
+  C->file_speed = sf__calloc(n, sizeof *C->file_speed);
+  C->speed_t = sf__calloc(n, sizeof *C->speed_t);
+  C->speed_stage_s = sf__calloc(n, sizeof *C->speed_stage_s);
+  C->speed_pred_s = sf__calloc(n, sizeof *C->speed_pred_s);
+  C->speed_stage = sf__calloc(n, sizeof *C->speed_stage);
+  C->speed_queued = sf__calloc(n, 1);
+  C->link_fail_t = sf__calloc(nn, sizeof *C->link_fail_t);
+  C->link_retry_at = sf__calloc(nn, sizeof *C->link_retry_at);
+  C->link_backoff_s = sf__calloc(nn, sizeof *C->link_backoff_s);
   if (!C->file_bw || !C->file_rtt || !C->meas_mbps || !C->meas_rtt || !C->meas_t ||
-      !C->probe_queued || !C->probe_one)
+      !C->probe_queued || !C->probe_one || !C->file_speed || !C->speed_t || !C->speed_stage_s ||
+      !C->speed_pred_s || !C->speed_stage || !C->speed_queued || !C->link_fail_t ||
+      !C->link_retry_at || !C->link_backoff_s)
     return sf__errf(err, SF_ENOMEM, "out of memory");
+  for (size_t i = 0; i < n; i++) C->file_speed[i] = C->cl.nodes[i].flops_per_s;
+  /* compute is measured whenever it is real (emulated compute is padded to the file's speeds) */
+  C->cprobe = C->o->probe != 0 && !C->emulate_compute;
   memcpy(C->file_bw, C->cl.bw, nn * sizeof *C->file_bw);
   memcpy(C->file_rtt, C->cl.rtt, nn * sizeof *C->file_rtt);
   for (size_t k = 0; k < nn; k++) C->meas_rtt[k] = -1;
@@ -438,6 +468,15 @@ static void probe_free(ctl *C) {
   free(C->meas_t);
   free(C->probe_queued);
   free(C->probe_one);
+  free(C->file_speed);
+  free(C->speed_t);
+  free(C->speed_stage_s);
+  free(C->speed_pred_s);
+  free(C->speed_stage);
+  free(C->speed_queued);
+  free(C->link_fail_t);
+  free(C->link_retry_at);
+  free(C->link_backoff_s);
 }
 
 static void probe_progress(void *ctx, int from, int to, const sf_probe_result *r,
@@ -467,6 +506,14 @@ static void probe_table(ctl *C) {
                C->cl.rtt[k] * 1e3, C->file_bw[k] * 8 / 1e6,
                C->meas_t[k] > 0 ? "measured" : "cluster file");
     }
+}
+
+/* The loop did not read the control links while a probe ran: their silence is ours. */
+static void links_quiet(ctl *C) {
+  double now = sf__now();
+  for (int i = 0; i < C->cl.n; i++)
+    if (C->nodes[i].up && C->nodes[i].last_seen < now) C->nodes[i].last_seen = now;
+  if (C->gw_up) C->gw_last = C->gw_ping_at = now;
 }
 
 /* Probe the pairs flagged in only (both nodes up); measured pairs replace the links plans use.
@@ -508,15 +555,12 @@ static int probe_run(ctl *C, const unsigned char *only, int *tried) {
     C->meas_mbps[k] = mbps[k];
     C->meas_rtt[k] = rtt[k];
     C->meas_t[k] = t;
+    C->link_fail_t[k] = 0; /* it carries data again */
     C->cl.bw[k] = mbps[k] * 1e6 / 8;
     if (rtt[k] >= 0 && isfinite(rtt[k])) C->cl.rtt[k] = rtt[k];
     measured++;
   }
-  /* the loop did not read the links meanwhile: their silence is ours */
-  double now = sf__now();
-  for (int i = 0; i < n; i++)
-    if (C->nodes[i].up && C->nodes[i].last_seen < now) C->nodes[i].last_seen = now;
-  if (C->gw_up) C->gw_last = C->gw_ping_at = now;
+  links_quiet(C);
   C->dirty = 1;
 out:
   free(addrs);
@@ -812,6 +856,154 @@ static int count_up(const ctl *C) {
   return k;
 }
 
+/* ---- compute probes -----------------------------------------------------------------------------
+ * A node's speed is measured on a stage of the model it serves: the worker times the largest of
+ * the plan's stages that fits its memory and the node's flops/s becomes (stage cost under the plan's cost model) / (measured seconds), so
+ * the plan predicts exactly what was measured for that stage and scales it for the others. */
+#define SPEED_PROBE_ITERS 1000
+#define SPEED_PROBE_SECONDS 0.5
+
+/* The stage of d to time on node idx: the costliest that fits its memory (-1 none). The largest
+ * stage measures the node best: a small stage's time is dominated by what the operator costs do
+ * not count (converting the activations at its two cuts between layouts). */
+static int speed_stage_pick(const ctl *C, const cversion *v, const cdeploy *d, int idx) {
+  int best = -1;
+  double best_s = -1;
+  for (int k = 0; k < d->n; k++) {
+    if (sf__pcosts_mem(&v->dm.pa.costs, d->cuts[k], d->cuts[k + 1]) > C->cl.nodes[idx].mem_bytes)
+      continue;
+    double t = sf__stage_compute_s(&v->dm.pa.costs, &C->cl, d->cuts[k], d->cuts[k + 1], idx);
+    if (t > best_s) best_s = t, best = k;
+  }
+  return best;
+}
+
+/* Ship stage k of d (files in d->dir) to node idx, time it there, set the node's speed. */
+static int speed_probe_node(ctl *C, const cversion *v, const cdeploy *d, int k, int idx,
+                            sf_err *err) {
+  cnode *n = &C->nodes[idx];
+  const char *name = C->cl.nodes[idx].name;
+  char path[PATH_MAX + 32];
+  snprintf(path, sizeof path, "%s/stage-%d.onnx", d->dir, k + 1);
+  double t0 = sf__now();
+  int rc = sf__deploy_ship(n->c, path, 120000, NULL, err);
+  sf_compute_probe r;
+  if (rc == 0) {
+    snprintf(n->st.digest, sizeof n->st.digest, "%s", d->digest[k]);
+    rc = sf__ctl_compute_probe(n->c, SPEED_PROBE_ITERS, SPEED_PROBE_SECONDS, 60000, &r, err);
+  }
+  links_quiet(C);
+  if (rc < 0) {
+    sf__errctx(err, rc, "timing a stage on %s", name);
+    if (rc != SF_EINVAL && rc != SF_EFORMAT) node_down(C, idx, err->msg);
+    return rc;
+  }
+  int ci = d->cuts[k], cj = d->cuts[k + 1];
+  double before = C->cl.nodes[idx].flops_per_s;
+  double pred = sf__stage_compute_s(&v->dm.pa.costs, &C->cl, ci, cj, idx);
+  double speed = before * pred / r.mean_s;
+  if (!(speed > 0) || !isfinite(speed))
+    return sf__errf(err, SF_EFORMAT, "timing a stage on %s: %g s per run gives no speed", name,
+                    r.mean_s);
+  C->cl.nodes[idx].flops_per_s = speed;
+  C->speed_t[idx] = sf__wall();
+  C->speed_stage_s[idx] = r.mean_s;
+  C->speed_pred_s[idx] = pred;
+  snprintf(C->speed_stage[idx], sizeof C->speed_stage[idx], "v%s ops %d-%d", v->version,
+           v->dm.pa.costs.pos[ci], v->dm.pa.costs.pos[cj] - 1);
+  C->speed_queued[idx] = 0;
+  C->dirty = 1;
+  event(C,
+        "node %s: %.3f GFLOP/s measured (stage %s: %.3f ms per run over %d runs, the plan "
+        "predicted %.3f ms; cluster file %.3f GFLOP/s) in %.2f s",
+        name, speed / 1e9, C->speed_stage[idx], r.mean_s * 1e3, r.runs, pred * 1e3,
+        C->file_speed[idx] / 1e9, sf__now() - t0);
+  return 0;
+}
+
+static void speed_table(const ctl *C) {
+  sf__logf(WHO, "compute (GFLOP/s):  %-12s %10s %10s  %-8s %s", "node", "plan", "file", "source",
+           "stage timed");
+  for (int i = 0; i < C->cl.n; i++)
+    sf__logf(WHO, "compute (GFLOP/s):  %-12s %10.3f %10.3f  %-8s %s", C->cl.nodes[i].name,
+             C->cl.nodes[i].flops_per_s / 1e9, C->file_speed[i] / 1e9,
+             C->speed_t[i] > 0 ? "measured" : "file", C->speed_t[i] > 0 ? C->speed_stage[i] : "-");
+}
+
+/* Before version v is planned: time a stage on every node that is up, serves no pipeline and was
+ * never measured (or is queued: it returned). The stages are those of v's plan on the speeds
+ * known so far; the plan made afterwards uses the measured speeds. */
+static void speed_probe_version(ctl *C, const cversion *v) {
+  if (!C->cprobe) return;
+  int todo = 0;
+  for (int i = 0; i < C->cl.n; i++)
+    todo += C->nodes[i].up && !in_pipeline(C, i) && (C->speed_t[i] == 0 || C->speed_queued[i]);
+  if (!todo) return;
+  unsigned char usable[CTL_MAX_NODES];
+  usable_nodes(C, usable);
+  sf_plan p = {0};
+  sf_err err = {0};
+  cdeploy d;
+  memset(&d, 0, sizeof d);
+  double t0 = sf__now();
+  if (plan_best(C, v, usable, 10.0, &p, &err) < 0 || p.n_stages == 0) {
+    event(C, "compute probes: no plan of version %s fits%s%.300s: speeds stay the cluster file's",
+          v->version, err.code ? ": " : "", err.code ? err.msg : "");
+    goto out;
+  }
+  plan_to_deploy(&p, &v->dm.pa.costs, &d);
+  if (stage_files(C, v, &d, &p, &err) < 0) {
+    event(C, "compute probes: %s", err.msg);
+    goto out;
+  }
+  int got = 0;
+  for (int i = 0; i < C->cl.n && !*C->stop; i++) {
+    if (!C->nodes[i].up || in_pipeline(C, i) || !(C->speed_t[i] == 0 || C->speed_queued[i]))
+      continue;
+    int k = speed_stage_pick(C, v, &d, i);
+    if (k < 0) {
+      event(C, "node %s: no stage of the plan fits its memory; its speed stays the cluster file's",
+            C->cl.nodes[i].name);
+      C->speed_queued[i] = 0;
+      continue;
+    }
+    if (speed_probe_node(C, v, &d, k, i, &err) == 0)
+      got++;
+    else
+      event(C, "compute probe: %s", err.msg);
+  }
+  event(C, "compute probed: %d of %d nodes measured in %.1f s", got, todo, sf__now() - t0);
+  speed_table(C);
+out:
+  sf__plan_deinit(&p);
+}
+
+static int speed_pending(const ctl *C) {
+  for (int i = 0; C->cprobe && i < C->cl.n; i++)
+    if (C->speed_queued[i]) return 1;
+  return 0;
+}
+
+/* One returning node: time the costliest stage of the serving plan that fits it. */
+static void speed_step(ctl *C) {
+  int idx = 0;
+  while (idx < C->cl.n && !C->speed_queued[idx]) idx++;
+  if (idx == C->cl.n) return;
+  C->speed_queued[idx] = 0;
+  const cdeploy *d = &C->dep;
+  if (!C->nodes[idx].up || in_pipeline(C, idx) || !C->cur.open || d->n < 1 ||
+      strcmp(d->version, C->cur.version))
+    return; /* serving already (its stage's time shows in its status), or nothing to time */
+  int k = speed_stage_pick(C, &C->cur, d, idx);
+  sf_err err = {0};
+  if (k < 0)
+    event(C, "node %s: no stage of the plan fits its memory; its speed is not measured again",
+          C->cl.nodes[idx].name);
+  else if (speed_probe_node(C, &C->cur, d, k, idx, &err) < 0)
+    event(C, "compute probe: %s", err.msg);
+  if (!speed_pending(C)) speed_table(C);
+}
+
 /* ---- failover and re-planning ------------------------------------------------------------------
  */
 static int stage_node_down(const ctl *C) {
@@ -902,6 +1094,121 @@ static void maybe_improve(ctl *C) {
   sf__plan_deinit(&best);
 }
 
+/* ---- stalls and broken links -------------------------------------------------------------------
+ * A link can break between two stages whose nodes both still reach the controller (heartbeats
+ * flow, the pipeline does not). The gateway reports the age of the serving pipeline's oldest
+ * unanswered request; past a limit the controller asks each hop's sending worker to probe the
+ * next one (gateway node -> stage 1 -> ... -> gateway node). A hop that fails is marked broken
+ * (planned as a 1 byte/s link, so plans route around it) and the pipeline is re-planned; the
+ * gateway replays what it held. If every hop answers, requests were lost inside a stage: the
+ * pipeline is deployed again under a new id, which makes the gateway replay them. A broken link
+ * is probed again after 5 s (doubling to 2 min); when it answers it gets its measured (or the
+ * cluster file's) rate back and the plan may move back above --replan-gain. */
+#define LINK_BROKEN_BPS 1.0
+
+/* How old the oldest request of a healthy pipeline can get: three times its latency with a full
+ * window ahead of it, and at least one heartbeat past the failure detection. */
+static double stall_limit(const ctl *C) {
+  double lat = 0, b = C->dep.bottleneck_s;
+  sf_plan p = {0};
+  sf_err err = {0};
+  if (sf__plan_eval(&C->cur.dm.pa.costs, &C->cl, C->dep.n, C->dep.cuts, C->dep.nodes, &p, &err) ==
+      0) {
+    lat = p.gateway_in_s;
+    for (int i = 0; i < p.n_stages; i++) lat += p.stages[i].compute_s + p.stages[i].link_s;
+  }
+  sf__plan_deinit(&p);
+  if (!isfinite(lat) || !isfinite(b)) return 3600;
+  double limit = 3 * (lat + (2 * C->dep.n + 4) * b), floor_s = (C->o->misses + 1) * C->hb_ms / 1000.0;
+  return limit > floor_s ? limit : floor_s;
+}
+
+/* Ask node a's worker to reach node b's (a short probe). */
+static int link_check(ctl *C, int a, int b, sf_probe_result *r, sf_err *err) {
+  sf_probe_opts po = sf__probe_opts_default();
+  po.seconds = SF_PROBE_MIN_SECONDS;
+  po.bytes = 64 << 10;
+  po.pings = 2;
+  po.timeout_ms = 1000;
+  int rc = sf__probe_link(C->nodes[a].c, C->nodes[b].proc.addr, &po, r, err);
+  links_quiet(C);
+  return rc;
+}
+
+static void link_broken(ctl *C, int a, int b, const char *why) {
+  size_t k = (size_t)a * (size_t)C->cl.n + (size_t)b;
+  if (C->link_fail_t[k] == 0) {
+    C->link_fail_t[k] = sf__wall();
+    C->link_backoff_s[k] = 5;
+  }
+  C->link_retry_at[k] = sf__now() + C->link_backoff_s[k];
+  C->cl.bw[k] = LINK_BROKEN_BPS;
+  event(C, "link %s -> %s broken: %.300s", C->cl.nodes[a].name, C->cl.nodes[b].name, why);
+}
+
+static void check_stall(ctl *C) {
+  if (!C->dep.active || !C->gw_up || stage_node_down(C) || C->gw_oldest_s <= 0 ||
+      sf__now() < C->stall_next_check)
+    return;
+  double limit = stall_limit(C);
+  if (C->gw_oldest_s < limit) return;
+  double t0 = sf__wall(), stalled = C->gw_oldest_s;
+  C->stall_next_check = sf__now() + limit;
+  int hop[CTL_MAX_STAGES + 2], n = 0, gw = C->cl.gateway, broken = 0;
+  if (gw >= 0) hop[n++] = gw;
+  for (int i = 0; i < C->dep.n; i++) hop[n++] = C->dep.nodes[i];
+  if (gw >= 0) hop[n++] = gw;
+  char what[96] = "";
+  for (int h = 0; h + 1 < n; h++) {
+    int a = hop[h], b = hop[h + 1];
+    if (a == b || !C->nodes[a].up || !C->nodes[b].up) continue;
+    sf_probe_result r;
+    sf_err err = {0};
+    if (link_check(C, a, b, &r, &err) == 0) continue;
+    if (!C->nodes[a].up) continue; /* a's own link failed: node_down handles it */
+    link_broken(C, a, b, err.msg);
+    if (!broken++)
+      snprintf(what, sizeof what, "link %s -> %s", C->cl.nodes[a].name, C->cl.nodes[b].name);
+  }
+  if (stage_node_down(C)) return; /* found while probing: the failover path takes it */
+  C->failover_t0 = t0;
+  if (broken) {
+    event(C, "pipeline %u stalled (oldest request %.1f s, limit %.1f s): %d broken link%s", C->dep.id,
+          stalled, limit, broken, broken == 1 ? "" : "s");
+    snprintf(C->failover_what, sizeof C->failover_what, "%s", what);
+    replan(C, "failover", 0);
+  } else {
+    event(C, "pipeline %u stalled (oldest request %.1f s, limit %.1f s) but every link answers: "
+          "deploying it again so that the gateway replays what was lost", C->dep.id, stalled, limit);
+    snprintf(C->failover_what, sizeof C->failover_what, "stall of pipeline %u", C->dep.id);
+    replan(C, "stall", 0);
+  }
+}
+
+/* One broken link due for a check: back at its rate when it answers. */
+static void link_retry_step(ctl *C) {
+  size_t nn = (size_t)C->cl.n * (size_t)C->cl.n;
+  double now = sf__now();
+  for (size_t k = 0; k < nn; k++) {
+    int a = (int)(k / (size_t)C->cl.n), b = (int)(k % (size_t)C->cl.n);
+    if (C->link_fail_t[k] == 0 || now < C->link_retry_at[k] || !C->nodes[a].up || !C->nodes[b].up)
+      continue;
+    sf_probe_result r;
+    sf_err err = {0};
+    if (link_check(C, a, b, &r, &err) < 0) {
+      C->link_backoff_s[k] = fmin(C->link_backoff_s[k] * 2, 120);
+      C->link_retry_at[k] = sf__now() + C->link_backoff_s[k];
+      return;
+    }
+    C->link_fail_t[k] = 0;
+    C->cl.bw[k] = C->meas_t[k] > 0 ? C->meas_mbps[k] * 1e6 / 8 : C->file_bw[k];
+    event(C, "link %s -> %s answers again: planned at %.3f Mbit/s again", C->cl.nodes[a].name,
+          C->cl.nodes[b].name, C->cl.bw[k] * 8 / 1e6);
+    C->health_changed = 1;
+    return;
+  }
+}
+
 /* ---- model versions ----------------------------------------------------------------------------
  */
 static void version_close(cversion *v) {
@@ -909,6 +1216,31 @@ static void version_close(cversion *v) {
   cJSON_Delete(v->in);
   cJSON_Delete(v->out);
   memset(v, 0, sizeof *v);
+}
+
+/* When compute is measured: the relative cost of every operator, from profiled runs of the whole
+ * version on this machine (src/probe/compute.c), so that one stage timed on a node prices every
+ * other stage on it (a FLOP of a depthwise convolution costs more than one of a dense one). */
+static int version_op_costs(ctl *C, cversion *v, sf_err *err) {
+  sf_probe_compute_opts po = sf_probe_compute_opts_default();
+  po.threads = C->o->threads;
+  po.iters = 5;
+  po.warmup = 1;
+  sf_op_times t;
+  memset(&t, 0, sizeof t);
+  double t0 = sf__now();
+  int rc = sf__probe_compute(v->dm.m, &v->dm.pa, &po, &t, err);
+  if (rc == 0) rc = sf__op_times_apply(&t, &v->dm.pa, &v->dm.pa.costs, err);
+  if (rc < 0) {
+    sf__op_times_deinit(&t);
+    return sf__errctx(err, rc, "measuring operator costs");
+  }
+  sf__logf(WHO,
+           "version %s: operator costs measured here (%.3f ms per inference, %.2f GFLOP/s, %.1f s); "
+           "stage times follow them",
+           v->version, t.total_s * 1e3, t.ref_flops_per_s / 1e9, sf__now() - t0);
+  sf__op_times_deinit(&t);
+  return 0;
 }
 
 static int version_open(ctl *C, const sf_repo_version *rv, cversion *v, sf_err *err) {
@@ -934,6 +1266,9 @@ static int version_open(ctl *C, const sf_repo_version *rv, cversion *v, sf_err *
                       i < g->n_inputs ? "input" : "output", t->t.name);
     }
   }
+  sf_err e2 = {0};
+  if (C->cprobe && version_op_costs(C, v, &e2) < 0) /* it loaded and fits: plan on FLOPs then */
+    event(C, "version %s: %.400s; stage costs follow FLOPs", v->version, e2.msg);
   return 0;
 }
 
@@ -993,6 +1328,7 @@ static void rollout(ctl *C, const sf_repo_version *rv) {
       return;
     }
   }
+  speed_probe_version(C, &nv); /* nodes never measured (at the start: all) */
   unsigned char usable[CTL_MAX_NODES];
   usable_nodes(C, usable);
   if (plan_best(C, &nv, usable, 10.0, &best, &err) < 0 || best.n_stages == 0) {
@@ -1363,12 +1699,18 @@ int sf__controller_run(const sf_controller_opts *o, volatile sig_atomic_t *stop,
       } else if (!C->dep.active && C->health_changed) {
         C->health_changed = 0;
         replan(C, "recovered", 0);
-      } else if (C->dep.active && C->health_changed && !probe_pending(C)) {
-        C->health_changed = 0; /* a returning node's links are measured first */
+      } else if (C->dep.active && C->health_changed && !probe_pending(C) && !speed_pending(C)) {
+        C->health_changed = 0; /* a returning node's links and speed are measured first */
         maybe_improve(C);
       }
     }
-    if (C->probe && !*stop && probe_pending(C)) probe_step(C);
+    if (C->cur.open && !*stop) check_stall(C);
+    if (C->probe && !*stop && probe_pending(C))
+      probe_step(C);
+    else if (!*stop && speed_pending(C))
+      speed_step(C);
+    else if (!*stop)
+      link_retry_step(C);
     int rescan = o->rescan && *o->rescan;
     if (now >= C->next_scan || rescan) {
       if (rescan) *o->rescan = 0;

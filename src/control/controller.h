@@ -122,6 +122,21 @@ typedef struct ctl {
   double *meas_t;                /* n*n: unix time of it (0 = never measured) */
   unsigned char *probe_queued;   /* n*n: pairs queued for a re-probe (a returning node's) */
   unsigned char *probe_one;      /* n*n scratch mask */
+  /* compute probes: each node's speed measured on a stage of the model (C->cl.nodes[i].flops_per_s
+   * holds what plans use) */
+  int cprobe;                 /* compute speeds are probed */
+  double *file_speed;         /* n: the cluster file's flops/s */
+  double *speed_t;            /* n: unix time of the last measurement (0 = never) */
+  double *speed_stage_s;      /* n: measured seconds per run of the stage timed */
+  double *speed_pred_s;       /* n: what the plan predicted for it before the measurement */
+  char (*speed_stage)[64];    /* n: which stage ("v1 ops 0-57") */
+  unsigned char *speed_queued; /* n: new or returning nodes to measure */
+  /* stalls: the gateway reports the age of the serving pipeline's oldest unanswered request */
+  double gw_oldest_s;      /* of C->dep.id (0 none) */
+  double stall_next_check; /* sf__now() before which no stall is acted on again */
+  double *link_fail_t;     /* n*n: unix time a link was found broken (0 = fine) */
+  double *link_retry_at;   /* n*n: sf__now() of its next check */
+  double *link_backoff_s;  /* n*n */
   struct k8s_ctl *k8s;           /* Kubernetes mode (k8s_ctl.c); NULL otherwise */
 } ctl;
 

@@ -1,4 +1,5 @@
 /* The controller's side of the worker and gateway links. */
+#include <stdlib.h>
 #include <string.h>
 
 #include "control/control.h"
@@ -88,4 +89,34 @@ int sf__ctl_status(sf_conn *c, int timeout_ms, char **reply, sf_err *err) {
   int rc = sf__frame_send(c, &h, NULL, 0, err);
   if (rc < 0) return rc;
   return wait_reply(c, SF_FR_HEARTBEAT, timeout_ms, reply, err);
+}
+
+int sf__ctl_compute_probe(sf_conn *c, double iters, double seconds, int timeout_ms,
+                          sf_compute_probe *out, sf_err *err) {
+  char req[160];
+  snprintf(req, sizeof req, "{\"compute\":{\"iters\":%.0f,\"seconds\":%.3f,\"warmup\":1}}", iters, seconds);
+  sf_frame_hdr h = {.type = SF_FR_PROBE};
+  int rc = sf__frame_send(c, &h, req, strlen(req), err);
+  char *reply = NULL;
+  if (rc == 0) rc = wait_reply(c, SF_FR_PROBE, timeout_ms, &reply, err);
+  if (rc < 0) return rc;
+  cJSON *j = cJSON_Parse(reply), *r = cJSON_GetObjectItemCaseSensitive(j, "compute");
+  const cJSON *runs = cJSON_GetObjectItemCaseSensitive(r, "runs"),
+              *mean = cJSON_GetObjectItemCaseSensitive(r, "mean_s"),
+              *med = cJSON_GetObjectItemCaseSensitive(r, "median_s"),
+              *dg = cJSON_GetObjectItemCaseSensitive(r, "digest");
+  memset(out, 0, sizeof *out);
+  if (!cJSON_IsNumber(runs) || runs->valuedouble < 1 || !cJSON_IsNumber(mean) ||
+      !(mean->valuedouble > 0) || !(mean->valuedouble < 1e6) || !cJSON_IsNumber(med) ||
+      !(med->valuedouble > 0) || !cJSON_IsString(dg) || strlen(dg->valuestring) != 64)
+    rc = sf__errf(err, SF_EFORMAT, "%s: malformed compute probe answer", sf__conn_peer(c));
+  else {
+    out->runs = (int)runs->valuedouble;
+    out->mean_s = mean->valuedouble;
+    out->median_s = med->valuedouble;
+    snprintf(out->digest, sizeof out->digest, "%s", dg->valuestring);
+  }
+  cJSON_Delete(j);
+  free(reply);
+  return rc;
 }

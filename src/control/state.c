@@ -73,6 +73,18 @@ int sf__ctl_state_save(ctl *C, sf_err *err) {
     cJSON_AddNumberToObject(o, "restarts", n->restarts);
     if (n->have_st && n->st.digest[0]) cJSON_AddStringToObject(o, "stage_digest", n->st.digest);
     if (!n->up && n->why[0]) cJSON_AddStringToObject(o, "reason", n->why);
+    /* the speed plans use: measured on a stage (controller.c, compute probes) or the file's */
+    if (C->file_speed) {
+      cJSON_AddNumberToObject(o, "gflops", C->cl.nodes[i].flops_per_s / 1e9);
+      cJSON_AddStringToObject(o, "speed_source", C->speed_t[i] > 0 ? "measured" : "cluster file");
+      cJSON_AddNumberToObject(o, "file_gflops", C->file_speed[i] / 1e9);
+      if (C->speed_t[i] > 0) {
+        cJSON_AddNumberToObject(o, "speed_measured_at", C->speed_t[i]);
+        cJSON_AddStringToObject(o, "speed_stage", C->speed_stage[i]);
+        cJSON_AddNumberToObject(o, "speed_stage_ms", C->speed_stage_s[i] * 1e3);
+        cJSON_AddNumberToObject(o, "speed_stage_predicted_ms", C->speed_pred_s[i] * 1e3);
+      }
+    }
     cJSON_AddItemToArray(nodes, o);
   }
 
@@ -96,6 +108,8 @@ int sf__ctl_state_save(ctl *C, sf_err *err) {
         cJSON_AddStringToObject(o, "source", C->meas_t[k] > 0 ? "measured" : "cluster file");
         if (C->meas_t[k] > 0) cJSON_AddNumberToObject(o, "measured_at", C->meas_t[k]);
         cJSON_AddNumberToObject(o, "file_mbps", round(C->file_bw[k] * 8 / 1e6 * 1000) / 1000);
+        if (C->link_fail_t && C->link_fail_t[k] > 0)
+          cJSON_AddNumberToObject(o, "broken_at", C->link_fail_t[k]);
         cJSON_AddItemToArray(pairs, o);
       }
   }
@@ -219,6 +233,25 @@ static void load_links(ctl *C, const cJSON *lk) {
   }
 }
 
+/* Speeds measured by an earlier controller (when this one measures): kept, not probed again. */
+static void load_speeds(ctl *C, const cJSON *nodes) {
+  const cJSON *e;
+  if (!C->cprobe || !C->speed_t) return;
+  cJSON_ArrayForEach(e, nodes) {
+    const char *name = jstr(e, "name"), *src = jstr(e, "speed_source"), *st = jstr(e, "speed_stage");
+    int i = name ? node_index(C, name) : -1;
+    double g = 0, at = 0, ms = 0, pms = 0;
+    if (i < 0 || !src || strcmp(src, "measured") || !jnum(e, "gflops", 1e-9, 1e9, &g) ||
+        !jnum(e, "speed_measured_at", 1, 1e12, &at))
+      continue;
+    C->cl.nodes[i].flops_per_s = g * 1e9;
+    C->speed_t[i] = at;
+    if (jnum(e, "speed_stage_ms", 0, 1e9, &ms)) C->speed_stage_s[i] = ms / 1e3;
+    if (jnum(e, "speed_stage_predicted_ms", 0, 1e9, &pms)) C->speed_pred_s[i] = pms / 1e3;
+    snprintf(C->speed_stage[i], sizeof C->speed_stage[i], "%s", st ? st : "?");
+  }
+}
+
 int sf__ctl_state_load(ctl *C, long *pid, sf_err *err) {
   void *txt = NULL;
   size_t len = 0;
@@ -248,6 +281,7 @@ int sf__ctl_state_load(ctl *C, long *pid, sf_err *err) {
   if (cJSON_IsObject(pj)) load_pipeline(C, pj);
   const cJSON *lk = cJSON_GetObjectItemCaseSensitive(j, "links");
   if (cJSON_IsObject(lk)) load_links(C, lk);
+  load_speeds(C, cJSON_GetObjectItemCaseSensitive(j, "nodes"));
   cJSON_ArrayForEach(e, cJSON_GetObjectItemCaseSensitive(j, "rejected")) {
     const char *ver = jstr(e, "version"), *why = jstr(e, "reason"), *mts = jstr(e, "mtime_ns");
     double size = 0, at = 0;

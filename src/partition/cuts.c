@@ -49,6 +49,7 @@ void sf__partition_deinit(sf_partition *p) {
   free(p->kern_bytes);
   free(p->kern_peak);
   free(p->packed_bytes);
+  free(p->fused_prev);
   free(p->kept);
   free(p->codec_bytes);
   sf__pcosts_deinit(&p->costs);
@@ -671,6 +672,23 @@ static void kernel_facts(sf_partition *p, const sf_graph *cg, const int64_t *kb,
   }
 }
 
+/* Positions whose operator the compile fused into the operator just before it (its node is dead
+ * in the compiled copy and its first input is that operator's output). */
+static void fusion_facts(sf_partition *p, const sf_graph *cg) {
+  const sf_graph *g = p->g;
+  for (int q = 1; q < p->n_ops; q++) {
+    const sf_node *n = &g->nodes[p->ops[q]];
+    int ci = p->ops[q] < cg->n_nodes && !strcmp(cg->nodes[p->ops[q]].name, n->name) ? p->ops[q] : -1;
+    for (int k = 0; ci < 0 && k < cg->n_nodes; k++)
+      if (!strcmp(cg->nodes[k].name, n->name)) ci = k;
+    if (ci < 0 || !cg->nodes[ci].dead || n->n_in < 1 || n->in[0] < 0) continue;
+    if (p->prod_pos[n->in[0]] == q - 1) {
+      p->fused_prev[q] = 1;
+      p->n_fused++;
+    }
+  }
+}
+
 /* What the runtime does with the model, from one compile of a copy as a session does (fusion,
  * layout) with every kernel prepared once: which tensors are stored channels-last (looked up by
  * name; a tensor the compiler fused away takes the layout its producer would give it: a rank-4
@@ -684,7 +702,8 @@ static int runtime_facts(sf_partition *p, const sf_model *m, const sf_partition_
   p->kern_bytes = sf__calloc(L, sizeof(int64_t));
   p->kern_peak = sf__calloc(L, sizeof(int64_t));
   p->packed_bytes = sf__calloc(L, sizeof(int64_t));
-  if (!p->nhwc || !p->kept || !p->kern_bytes || !p->kern_peak || !p->packed_bytes)
+  p->fused_prev = sf__calloc(L + 1, 1);
+  if (!p->nhwc || !p->kept || !p->kern_bytes || !p->kern_peak || !p->packed_bytes || !p->fused_prev)
     return sf__errf(err, SF_ENOMEM, "out of memory");
   sf_graph *cg = sf__graph_clone_shared(m->g);
   if (!cg) return sf__errf(err, SF_ENOMEM, "out of memory");
@@ -709,6 +728,7 @@ static int runtime_facts(sf_partition *p, const sf_model *m, const sf_partition_
   int ok = kb && kp &&
            !sf__kernel_bytes(cg, cr.arena_bytes, o->threads > 1 ? o->threads : 1, kb, kp, &e2);
   kernel_facts(p, cg, kb, kp, ok);
+  if (!rc) fusion_facts(p, cg);
   p->kern_measured = ok;
   free(kb);
   free(kp);
@@ -724,6 +744,7 @@ static int pick_cuts(sf_partition *p, const sf_partition_opts *o, sf_err *err) {
   if (!c->pos) return sf__errf(err, SF_ENOMEM, "out of memory");
   int n = 0;
   for (int q = 0; q <= L; q++) {
+    if (!o->split_fusions && q > 0 && q < L && p->fused_prev[q]) continue;
     int keep = !o->thin || q == 0 || q == L;
     if (!keep) {
       double b = p->pos_bytes[q];

@@ -55,6 +55,11 @@ typedef struct sf_partition_opts {
   double thin_bytes;
   int threads; /* runtime threads of the workers (0 = 1): the kernel choice, hence the memory of
                   the prepared kernels, can depend on it */
+  /* 0 (default): no cut between an operator and the one before it when the runtime fuses them
+   * (a BatchNormalization or an activation into the Conv that feeds it): such a cut carries the
+   * same bytes as the cut after the fused group, and running the two halves apart costs both
+   * stages time the operator costs do not show. 1: every position is a candidate. */
+  int split_fusions;
 } sf_partition_opts;
 
 sf_partition_opts sf_partition_opts_default(void);
@@ -73,6 +78,9 @@ typedef struct sf_partition {
   double *pos_f32_bytes; /* L + 1: of which float32 tensors */
   double *flops_at;      /* L + 1: flops of operators [0, p) */
   int n_singleton;       /* positions with exactly one crossing tensor */
+  unsigned char *fused_prev; /* L + 1: the operator at position q is fused by the runtime into
+                                the one at q - 1 (a cut at q would separate them) */
+  int n_fused;           /* positions so marked */
   char *nhwc;            /* per tensor: stored channels-last by the runtime (memory model) */
   /* Memory model, per operator position (L entries) and per tensor, from one compile of the
    * model with every kernel prepared once (sf__kernel_bytes): */

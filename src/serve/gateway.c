@@ -60,6 +60,7 @@ typedef struct greq {
   pthread_cond_t cond;
   struct greq *next;  /* hash chain */
   double t0;
+  double t_pipe;      /* when it was given to its pipeline */
 } greq;
 
 typedef struct gpipe {
@@ -318,6 +319,7 @@ static void *dispatch_main(void *arg) {
       if (best >= 0) {
         gpipe *p = &gw->pipes[best];
         r->pipe = best;
+        r->t_pipe = sf__now();
         p->inflight++;
         if (sf__queue_push(&p->q, r, 0) == 0) {
           r = NULL; /* the queue holds the reference now */
@@ -713,10 +715,16 @@ static void results_loop(gateway *gw, sf_conn *c) {
 }
 
 /* Status for the controller: requests in flight, the configuration in force (its SHA-256, the
- * version and the open pipelines) and whether the model is ready. */
+ * version and the open pipelines, each with the age of its oldest unanswered request: a
+ * pipeline whose requests stop coming back is stalled somewhere) and whether the model is
+ * ready. */
 static char *status_json(gateway *gw) {
   cJSON *j = cJSON_CreateObject();
+  double oldest[MAX_PIPES] = {0}, now = sf__now();
   pthread_mutex_lock(&gw->mu);
+  for (int b = 0; b < TABLE_SIZE; b++)
+    for (const greq *r = gw->table[b]; r; r = r->next)
+      if (r->pipe >= 0 && !r->done && now - r->t_pipe > oldest[r->pipe]) oldest[r->pipe] = now - r->t_pipe;
   cJSON_AddNumberToObject(j, "in_flight", gw->n_table);
   cJSON_AddBoolToObject(j, "configured", gw->configured);
   cJSON_AddStringToObject(j, "config_sha256", gw->config_sha);
@@ -731,6 +739,8 @@ static char *status_json(gateway *gw) {
     cJSON_AddStringToObject(o, "version", p->version);
     cJSON_AddNumberToObject(o, "inflight", p->inflight);
     cJSON_AddNumberToObject(o, "answered", (double)atomic_load(&p->answered));
+    cJSON_AddNumberToObject(o, "sent", (double)atomic_load(&p->sent));
+    cJSON_AddNumberToObject(o, "oldest_s", oldest[i]);
     cJSON_AddItemToArray(ps, o);
   }
   pthread_mutex_unlock(&gw->mu);

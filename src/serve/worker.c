@@ -2,7 +2,8 @@
  *   accept    authenticates every connection, then hands it to a connection thread by role:
  *   control   ("controller") stage model (SF_FR_STAGE, cached by digest), configuration
  *             (SF_FR_CONFIG: next hop, codec, link rate), drain, link probes (SF_FR_PROBE,
- *             probe_srv.c); sends heartbeats with status;
+ *             probe_srv.c), compute probes (SF_FR_PROBE {"compute"}: the loaded stage timed);
+ *             sends heartbeats with status;
  *   probe     ("probe") another worker measuring its link to this one (probe_srv.c);
  *   upstream  (any other role) receives INFER / ERROR frames into jobs from a fixed pool;
  *   compute   decodes a job's tensors into the session inputs, runs, encodes the outputs;
@@ -14,6 +15,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <stdatomic.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -309,6 +311,129 @@ static int probe_tick(void *arg, sf_conn *c) {
   return send_json(c, SF_FR_HEARTBEAT, status_json(arg), NULL);
 }
 
+/* ---- compute probe ---------------------------------------------------------------------------
+ * PROBE {"compute": {"iters": N, "seconds": S, "warmup": W}} on the control link: time the loaded
+ * stage on deterministic inputs, W warm-up runs then runs until N runs or S seconds (at least
+ * SF_COMPUTE_PROBE_MIN_RUNS), heartbeats flowing in between. Answer PROBE {"compute": {"digest",
+ * "runs", "seconds", "mean_s", "median_s", "min_s", "threads"}} or ERROR. The stage's inputs are
+ * overwritten: the controller probes only workers that serve no pipeline. */
+#define SF_COMPUTE_PROBE_MIN_RUNS 3
+#define SF_COMPUTE_PROBE_MAX_RUNS 10000
+
+static int cmp_double(const void *a, const void *b) {
+  double x = *(const double *)a, y = *(const double *)b;
+  return x < y ? -1 : x > y;
+}
+
+static void fill_probe_inputs(sf_session *s) {
+  for (int i = 0; i < sf_session_n_inputs(s); i++) {
+    sf_tensor *t = sf_session_input(s, i);
+    int64_t nb = sf_tensor_nbytes(t);
+    if (t->dtype == SF_F32) {
+      float *x = t->data;
+      for (int64_t k = 0; k < nb / (int64_t)sizeof(float); k++) x[k] = (float)((k * 7919) % 251) / 251.0f - 0.5f;
+    } else {
+      memset(t->data, 0, (size_t)nb);
+    }
+  }
+}
+
+static int compute_probe(worker *w, sf_conn *c, const cJSON *q, uint64_t rid, int hb_ms, double *next_hb) {
+  sf_err err = {0};
+  double iters = 20, seconds = 1, warmup = 1;
+  const char *keys[] = {"iters", "seconds", "warmup"};
+  double *vals[] = {&iters, &seconds, &warmup};
+  const double lo[] = {1, 0.01, 0}, hi[] = {SF_COMPUTE_PROBE_MAX_RUNS, 60, 100};
+  for (int k = 0; k < 3; k++) {
+    const cJSON *x = cJSON_GetObjectItemCaseSensitive(q, keys[k]);
+    if (!x) continue;
+    if (!cJSON_IsNumber(x) || !(x->valuedouble >= lo[k] && x->valuedouble <= hi[k])) {
+      char msg[200];
+      snprintf(msg, sizeof msg, "compute probe: \"%s\" must be a number in [%g, %g]", keys[k], lo[k], hi[k]);
+      return send_error(c, rid, msg);
+    }
+    *vals[k] = x->valuedouble;
+  }
+  double *t = sf__malloc(sizeof(double) * SF_COMPUTE_PROBE_MAX_RUNS);
+  if (!t) return send_error(c, rid, "compute probe: out of memory");
+  int runs = 0, rc = 0;
+  double total = 0, t_end = sf__now() + seconds;
+  char digest[65];
+  pthread_mutex_lock(&w->run_mu);
+  pthread_mutex_lock(&w->mu);
+  snprintf(digest, sizeof digest, "%s", w->digest);
+  pthread_mutex_unlock(&w->mu);
+  if (!w->sess) {
+    rc = sf__errf(&err, SF_EINVAL, "compute probe: no stage loaded");
+  } else {
+    fill_probe_inputs(w->sess);
+    for (int k = 0; rc == 0; k++) {
+      if (k >= (int)warmup && runs >= SF_COMPUTE_PROBE_MIN_RUNS &&
+          (runs >= (int)iters || runs >= SF_COMPUTE_PROBE_MAX_RUNS || sf__now() >= t_end))
+        break;
+      double t0 = sf__now();
+      rc = sf_session_run(w->sess, &err);
+      double dt = sf__now() - t0;
+      if (k >= (int)warmup) {
+        t[runs++] = dt;
+        total += dt;
+      }
+      if (rc == 0 && sf__now() >= *next_hb) { /* the controller must not take us for dead */
+        if (send_json(c, SF_FR_HEARTBEAT, status_json(w), NULL) < 0) rc = SF_EIO;
+        *next_hb = sf__now() + hb_ms / 1000.0;
+      }
+    }
+  }
+  pthread_mutex_unlock(&w->run_mu);
+  if (rc == SF_EIO) {
+    free(t);
+    return -1;
+  }
+  if (rc < 0) {
+    free(t);
+    char msg[1200];
+    snprintf(msg, sizeof msg, "compute probe: %s", err.msg);
+    sf__logf(w->who, "%s", msg);
+    return send_error(c, rid, msg);
+  }
+  qsort(t, (size_t)runs, sizeof *t, cmp_double);
+  cJSON *j = cJSON_CreateObject(), *r = cJSON_AddObjectToObject(j, "compute");
+  cJSON_AddStringToObject(r, "digest", digest);
+  cJSON_AddNumberToObject(r, "runs", runs);
+  cJSON_AddNumberToObject(r, "seconds", total);
+  cJSON_AddNumberToObject(r, "mean_s", total / runs);
+  cJSON_AddNumberToObject(r, "median_s", t[runs / 2]);
+  cJSON_AddNumberToObject(r, "min_s", t[0]);
+  cJSON_AddNumberToObject(r, "threads", w->o->threads);
+  sf__logf(w->who, "compute probe of stage %.12s: %d runs, mean %.3f ms, median %.3f ms", digest, runs,
+           total / runs * 1e3, t[runs / 2] * 1e3);
+  free(t);
+  char *s = cJSON_PrintUnformatted(j);
+  cJSON_Delete(j);
+  if (!s) return send_error(c, rid, "compute probe: out of memory");
+  sf_frame_hdr h = {.type = SF_FR_PROBE, .request_id = rid};
+  rc = sf__frame_send(c, &h, s, strlen(s), NULL);
+  free(s);
+  return rc;
+}
+
+/* A PROBE on the control link: a compute probe ({"compute": {...}}) or a link probe. */
+static int probe_dispatch(worker *w, sf_conn *c, sf_frame *f, int hb, double *next_hb) {
+  cJSON *j = cJSON_ParseWithLength((const char *)f->payload, f->hdr.payload_len);
+  const cJSON *q = cJSON_IsObject(j) ? cJSON_GetObjectItemCaseSensitive(j, "compute") : NULL;
+  int rc;
+  if (q) {
+    rc = cJSON_IsObject(q) ? compute_probe(w, c, q, f->hdr.request_id, hb, next_hb)
+                           : send_error(c, f->hdr.request_id, "compute probe: \"compute\" must be an object");
+  } else {
+    sf_probe_host ph = {w->o->secret, w->who, hb, probe_tick, w, w->stop};
+    rc = sf__probe_request(c, f, &ph);
+  }
+  cJSON_Delete(j);
+  *next_hb = sf__now() + hb / 1000.0;
+  return rc;
+}
+
 static void control_loop(worker *w, sf_conn *c) {
   sf_frame f = {0};
   sf_err err = {0};
@@ -352,12 +477,9 @@ static void control_loop(worker *w, sf_conn *c) {
     case SF_FR_HEARTBEAT:
       rc = send_json(c, SF_FR_HEARTBEAT, status_json(w), &err);
       break;
-    case SF_FR_PROBE: {
-      sf_probe_host ph = {w->o->secret, w->who, hb, probe_tick, w, w->stop};
-      rc = sf__probe_request(c, &f, &ph);
-      next_hb = sf__now() + hb / 1000.0;
+    case SF_FR_PROBE:
+      rc = probe_dispatch(w, c, &f, hb, &next_hb);
       break;
-    }
     case SF_FR_DRAIN:
       atomic_store(&w->draining, 1);
       *w->stop = 1;

@@ -68,6 +68,28 @@ netns_up() {
   done
 }
 
+# netns_addresses IN OUT [FILTER]: cluster file IN with every node's "address" set to its
+# namespace's IP and port 7000, then the jq FILTER (default: none) applied, written to OUT.
+netns_addresses() {
+  jq --argjson a "$(for n in "${NETNS_NODES[@]}"; do printf '{"%s":"%s:7000"}' "$n" "${NETNS_ADDR[$n]}"; done | jq -s add)" \
+    ".nodes |= map(. + {address: \$a[.name]}) | ${3:-.}" "$1" >"$2"
+}
+
+# netns_wrap FILE: a --wrap program for `seifer controller`: `FILE NODE COMMAND...` runs COMMAND
+# in NODE's namespace.
+netns_wrap() {
+  {
+    echo '#!/usr/bin/env bash'
+    echo 'node=$1; shift'
+    echo 'case $node in'
+    local n
+    for n in "${NETNS_NODES[@]}"; do echo "  $n) exec ip netns exec ${NETNS_NS[$n]} \"\$@\" ;;"; done
+    echo '  *) echo "wrap: unknown node $node" >&2; exit 1 ;;'
+    echo 'esac'
+  } >"$1"
+  chmod +x "$1"
+}
+
 netns_exec() {
   local name=$1
   shift
