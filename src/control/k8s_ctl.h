@@ -4,8 +4,8 @@
  *   nodes    from the Node informer at start: name, status.allocatable.memory, the SeiferModel's
  *            spec.placement.nodeSelector; Ready nodes that are not unschedulable and have an
  *            address; speed from the label seifer.dev/gflops (else 10 GFLOP/s per allocatable
- *            CPU, 10 when unknown); links 1000 Mbit/s, 0.5 ms until the controller's probes
- *            measure them;
+ *            CPU, 10 when unknown) and links 1000 Mbit/s, 0.5 ms until the controller's
+ *            probes measure them;
  *   model    the SeiferModel (informer): spec.model.uri (file:// or http(s)://, at most
  *            --max-model-bytes), spec.model.sha256 checked, spec.model.version (a positive
  *            integer) -> DIR/repo/NAME/VERSION/model.onnx, which the controller's repository
