@@ -16,6 +16,7 @@
 #include <cmocka.h>
 
 #include "control/k8s.h"
+#include "control/k8s_ctl.h"
 #include "control/k8s_driver.h"
 #include "net/net.h"
 #include "kube/kubeemu.h"
@@ -1113,6 +1114,67 @@ static void test_driver_workers(void **state) {
   env_down(&v);
 }
 
+/* The controller's Kubernetes hook alone: the Node informer's descriptor turns readable when a
+ * Node turns NotReady or is deleted, and the hook marks exactly that node down with the reason
+ * (no control link involved: the nodes' links are absent here). */
+static int ctl_wait_down(ctl *C, int idx, int timeout_ms) {
+  int fd = sf__driver_k8s_fd(&C->drv);
+  for (int waited = 0; waited < timeout_ms; waited += 10) {
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+    if (poll(&p, 1, 10) > 0) sf__k8s_ctl_nodes_changed(C);
+    if (!C->nodes[idx].up) return 1;
+  }
+  return 0;
+}
+
+static void test_ctl_nodes_changed(void **state) {
+  (void)state;
+  env v;
+  env_up(&v, 0);
+  emu_post(&v, "/emu/nodes", "{\"name\":\"edge-1\",\"memory\":\"1Gi\",\"address\":\"127.0.0.11\"}");
+  emu_post(&v, "/emu/nodes", "{\"name\":\"edge-2\",\"memory\":\"1Gi\",\"address\":\"127.0.0.12\"}");
+  emu_post(&v, "/emu/nodes", "{\"name\":\"edge-3\",\"memory\":\"1Gi\",\"address\":\"127.0.0.13\"}");
+  ctl *C = calloc(1, sizeof *C);
+  assert_non_null(C);
+  sf_controller_opts o = {.restart_ms = 1000};
+  volatile sig_atomic_t stop = 0;
+  C->o = &o;
+  C->stop = &stop;
+  sf_err e = {0};
+  const char *cl = "{\"nodes\": [{\"name\": \"edge-1\", \"memory_mb\": 64, \"gflops\": 1},"
+                   " {\"name\": \"edge-2\", \"memory_mb\": 64, \"gflops\": 1},"
+                   " {\"name\": \"edge-3\", \"memory_mb\": 64, \"gflops\": 1}],"
+                   " \"default_link\": {\"mbps\": 100}}";
+  assert_int_equal(sf__cluster_parse(cl, strlen(cl), &C->cl, &e), 0);
+  C->have_cl = 1;
+  sf_k8s_driver_opts dopt = {.config = &v.c, .model = "tiny", .image = "seifer:0.1.0"};
+  if (sf__driver_k8s(&C->drv, &dopt, &e) < 0) fail_msg("%s", e.msg);
+  for (int i = 0; i < 500 && sf__driver_k8s_node_ready(&C->drv, "edge-3") != 1; i++) usleep(10000);
+  for (int i = 0; i < 3; i++) C->nodes[i].up = 1;
+  sf__k8s_ctl_nodes_changed(C); /* the first list: everything Ready */
+  for (int i = 0; i < 3; i++) assert_int_equal(C->nodes[i].up, 1);
+  /* NotReady: that node only, at once */
+  double t0 = sf__now();
+  emu_post(&v, "/emu/nodes/edge-2/ready?status=False", NULL);
+  assert_true(ctl_wait_down(C, 1, 5000));
+  printf("# NotReady seen and marked down %.1f ms after the API accepted the flip\n",
+         (sf__now() - t0) * 1e3);
+  assert_non_null(strstr(C->nodes[1].why, "Node not Ready"));
+  assert_int_equal(C->nodes[0].up, 1);
+  assert_int_equal(C->nodes[2].up, 1);
+  /* deleted */
+  sf_k8s_resp r = {0};
+  assert_int_equal(sf__k8s_request(v.k, "DELETE", "/emu/nodes/edge-3", NULL, NULL, &r, &e), 0);
+  sf__k8s_resp_free(&r);
+  assert_true(ctl_wait_down(C, 2, 5000));
+  assert_non_null(strstr(C->nodes[2].why, "Node deleted"));
+  assert_int_equal(C->nodes[0].up, 1);
+  sf__driver_free(&C->drv);
+  sf__cluster_deinit(&C->cl);
+  free(C);
+  env_down(&v);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_quantity),
@@ -1129,6 +1191,7 @@ int main(void) {
       cmocka_unit_test(test_token_rotation),
       cmocka_unit_test(test_driver),
       cmocka_unit_test(test_driver_workers),
+      cmocka_unit_test(test_ctl_nodes_changed),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
