@@ -452,17 +452,31 @@ int sf__k8s_ctl_wait_leader(ctl *C) {
 
 /* ---- nodes turning NotReady ----------------------------------------------------------------------
  */
+/* From one snapshot of the Node informer: ready[i] = 1 Ready, 0 not Ready, -1 gone, for every
+ * node of the cluster. */
+static void nodes_ready(ctl *C, signed char *ready) {
+  cJSON *all = sf__k8s_informer_snapshot(sf__driver_k8s_nodes(&C->drv), NULL);
+  const cJSON *o;
+  memset(ready, -1, (size_t)C->cl.n);
+  cJSON_ArrayForEach(o, all) {
+    sf_k8s_node n;
+    if (sf__k8s_node_parse(o, &n, NULL) < 0) continue;
+    for (int i = 0; i < C->cl.n; i++)
+      if (!strcmp(n.name, C->cl.nodes[i].name)) ready[i] = (signed char)(n.ready != 0);
+  }
+  cJSON_Delete(all);
+}
+
 void sf__k8s_ctl_nodes_changed(ctl *C) {
   char buf[256];
+  signed char ready[CTL_MAX_NODES];
   int fd = sf__driver_k8s_fd(&C->drv);
   while (fd >= 0 && read(fd, buf, sizeof buf) > 0) {
   }
-  for (int i = 0; i < C->cl.n; i++) {
-    if (!C->nodes[i].up) continue;
-    int r = sf__driver_k8s_node_ready(&C->drv, C->cl.nodes[i].name);
-    if (r == 1) continue;
-    sf__ctl_node_down(C, i, r == 0 ? "Node not Ready" : "Node deleted");
-  }
+  nodes_ready(C, ready);
+  for (int i = 0; i < C->cl.n; i++)
+    if (C->nodes[i].up && ready[i] != 1)
+      sf__ctl_node_down(C, i, ready[i] == 0 ? "Node not Ready" : "Node deleted");
 }
 
 /* ---- stage Deployments -------------------------------------------------------------------------
@@ -677,8 +691,10 @@ int sf__k8s_ctl_tick(ctl *C) {
     /* the first plan waits (up to 10 s) for the workers of the Ready nodes: the kubelets start
      * them after their Deployments are applied */
     int ready = 0, up = 0;
+    signed char r[CTL_MAX_NODES];
+    nodes_ready(C, r);
     for (int i = 0; i < C->cl.n; i++)
-      if (sf__driver_k8s_node_ready(&C->drv, C->cl.nodes[i].name) == 1) {
+      if (r[i] == 1) {
         ready++;
         up += C->nodes[i].up;
       }
