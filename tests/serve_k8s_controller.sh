@@ -33,6 +33,9 @@ api() { # METHOD PATH [BODY [CONTENT-TYPE]]
 state() { jq -r "$2" "$T/$1/controller.json" 2>/dev/null; }
 sfm() { api GET /apis/seifer.dev/v1alpha1/namespaces/seifer/seifermodels/tiny | jq -r "$1"; }
 deployments() { api GET "/apis/apps/v1/namespaces/seifer/deployments?labelSelector=seifer.dev/model%3Dtiny"; }
+# wait until controller NAME's pipeline has not changed for 2 s (plans settle as probes measure)
+settle() { local p="" c same=0 end=$((SECONDS + 40)); while [ $same -lt 20 ] && [ $SECONDS -lt $end ]; do
+  c=$(state "$1" .pipeline.id); if [ "$c" = "$p" ]; then same=$((same + 1)); else same=0; p=$c; fi; sleep 0.1; done; }
 show_logs() { echo "--- controller a"; tail -n 25 "$T/a.log"; echo "--- controller b"; tail -n 15 "$T/b.log"; echo "--- kubeemu"; tail -n 10 "$T/emu.log"; }
 
 # ---- the emulated cluster ------------------------------------------------------------------------
@@ -125,10 +128,11 @@ check "the standby does not lead" 'grep -q "standby" "$T/b.log" && ! grep -q "le
 check "version 1 serves the model's output through the gateway" 'same_as 1'
 check "the node outside the nodeSelector is left out" 'grep -q "node other left out" "$T/a.log"'
 # stage Deployments with the planned memory
-wait_until 10 '[ "$(sfm .status.conditions[0].status)" = True ]'
-deployments >"$T/deps.json"
+settle a
+wait_until 10 '[ "$(sfm .status.conditions[0].status)" = True ] && [ "$(sfm .status.plan.pipeline)" = "$(state a .pipeline.id)" ]'
 plan_ok() {
   local n s node mem want dep
+  deployments >"$T/deps.json"
   n=$(sfm '.status.plan.stages | length')
   [ "$n" -ge 2 ] || return 1
   for ((s = 0; s < n; s++)); do
@@ -140,12 +144,13 @@ plan_ok() {
     [ "$(jq -r '.metadata.labels["seifer.dev/stage"]' <<<"$dep")" = "$s" ] || return 1
   done
 }
-check "stage Deployments request the planned memory ($(sfm '[.status.plan.stages[] | "\(.node)=\(.memoryBytes)"] | join(" ")'))" plan_ok
+check "stage Deployments request the planned memory ($(sfm '[.status.plan.stages[] | "\(.node)=\(.memoryBytes)"] | join(" ")'))" 'wait_until 10 plan_ok' 
 check "SeiferModel status: Ready, version 1, predicted throughput, 4 of 4 nodes ready" \
   '[ "$(sfm ".status.version") $(sfm ".status.readyNodes")/$(sfm ".status.nodes")" = "1 4/4" ] && [ "$(sfm ".status.predictedThroughput > 0")" = true ]'
 
 # ---- a Node turns NotReady -----------------------------------------------------------------------
-victim=$(sfm '.status.plan.stages[0].node')
+settle a
+victim=$(state a '.pipeline.stages[0].node')
 gen0=$(state a .pipeline.id)
 n_applied=$(grep -c "Deployment applied" "$T/a.log")
 t_flip=$(now)
@@ -207,7 +212,8 @@ echo "watch expiry: $(( $(api GET /emu/stats | jq .gone) - lists0 )) 410 answers
 printf 'tok-1\ntok-2\n' >"$T/emu-tokens.new" && mv "$T/emu-tokens.new" "$T/emu-tokens"
 echo "tok-2" >"$T/token.new" && mv "$T/token.new" "$T/token"
 echo "tok-2" >"$T/emu-tokens.new" && mv "$T/emu-tokens.new" "$T/emu-tokens"
-victim2=$(sfm '.status.plan.stages[0].node')
+settle a
+victim2=$(state a '.pipeline.stages[0].node')
 n_applied=$(grep -c "Deployment applied" "$T/a.log")
 api POST "/emu/nodes/$victim2/ready?status=False" >/dev/null
 check "after token rotation the controller still applies Deployments ($victim2 NotReady)" \
@@ -224,8 +230,9 @@ if wait_until 30 'grep -q "leading" "$T/b.log"'; then
   echo "leader failover: b leads $((SECONDS - t_kill)) s after a was killed"
   check "b serves version 3" 'wait_until 60 "[ \"\$(state b .status)\" = serving ] && [ \"\$(state b .version)\" = 3 ]" && wait_until 10 same_as\ 3'
   check "the Lease names b" '[ "$(api GET /apis/coordination.k8s.io/v1/namespaces/seifer/leases/seifer-controller | jq -r .spec.holderIdentity)" = b ]'
+  settle b
   n_applied=$(grep -c "Deployment applied" "$T/b.log")
-  victim3=$(sfm '.status.plan.stages[0].node')
+  victim3=$(state b '.pipeline.stages[0].node')
   api DELETE "/emu/nodes/$victim3" >/dev/null
   check "b acts on a deleted Node ($victim3)" 'wait_until 30 "[ \$(grep -c \"Deployment applied\" \"$T/b.log\") -gt $n_applied ]" && wait_until 30 same_as\ 3'
 else
