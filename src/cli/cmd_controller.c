@@ -8,6 +8,7 @@
 
 #include "cli/cli.h"
 #include "control/control.h"
+#include "control/k8s.h"
 #include "control/k8s_ctl.h"
 #include "serve/serve.h"
 
@@ -70,21 +71,22 @@ static void controller_usage(void) {
       "                         [--gateway HOST:PORT] [--gateway-url URL] [--worker-port N]\n"
       "                         [--identity ID] [--lease-ms MS] [--renew-ms MS] [--retry-ms MS]\n"
       "                         [--max-model-mb N] [options above but --cluster/--repo/--wrap]\n"
-      "Runs as the Kubernetes operator (docs/kubernetes.md): the configuration is the pod's service\n"
-      "account unless --kubeconfig; the namespace --namespace, else POD_NAMESPACE, else the\n"
-      "configuration's. The nodes are the cluster's Nodes (status.allocatable.memory, Ready,\n"
-      "unschedulable, the SeiferModel's spec.placement.nodeSelector; speed from the label\n"
-      "seifer.dev/gflops, else 10 GFLOP/s per allocatable CPU; links 1000 Mbit/s until probed).\n"
-      "The model is the SeiferModel --model (default: the only one): spec.model.uri (file:// or\n"
-      "http(s)://, at most --max-model-mb, default 4096), sha256 checked, spec.model.version (a\n"
-      "positive integer; a higher one rolls out). Each node's worker is a stage Deployment (image\n"
-      "--image, else SEIFER_IMAGE, else seifer:0.1.0; host port --worker-port, default 7100); the\n"
-      "gateway is the static Deployment and Service (--gateway, else SEIFER_GATEWAY, else\n"
-      "seifer-gateway.NS.svc:7000). The cluster secret is read from --secret (default\n"
-      "/etc/seifer/secret/secret). One replica leads through the Lease NS/seifer-controller\n"
-      "(identity --identity, else POD_NAME, else HOST-PID; --lease-ms 15000, --renew-ms 10000,\n"
-      "--retry-ms 2000); the others wait; a leader that loses the lease exits (status 1). The\n"
-      "SeiferModel's status is written after every change.\n");
+      "Runs as the Kubernetes operator (docs/kubernetes.md): the configuration is the pod's\n"
+      "service account unless --kubeconfig; the namespace --namespace, else POD_NAMESPACE, else\n"
+      "the configuration's. The nodes are the cluster's Nodes (status.allocatable.memory,\n"
+      "Ready, unschedulable, the SeiferModel's spec.placement.nodeSelector; speed from the\n"
+      "label seifer.dev/gflops, else 10 GFLOP/s per allocatable CPU, until measured; links 1000\n"
+      "Mbit/s until probed). The model is the SeiferModel --model (default: the only one):\n"
+      "spec.model.uri (file:// or http(s)://, at most --max-model-mb, default 4096), sha256\n"
+      "checked, spec.model.version (a positive integer; a higher one rolls out). Each node's\n"
+      "worker is a stage Deployment (image --image, else SEIFER_IMAGE, else seifer:0.1.0; host\n"
+      "port --worker-port, default 7100); the gateway is the static Deployment and Service\n"
+      "(--gateway, else SEIFER_GATEWAY, else seifer-gateway.NS.svc:7000). The cluster secret is\n"
+      "read from --secret (default /etc/seifer/secret/secret). One replica leads through the\n"
+      "Lease NS/seifer-controller (identity --identity, else POD_NAME, else HOST-PID;\n"
+      "--lease-ms 15000, --renew-ms 10000, --retry-ms 2000); the others wait; a leader that\n"
+      "loses the lease exits (status 1). The SeiferModel's status is written after every\n"
+      "change.\n");
 }
 
 static int controller_run(int argc, char **argv) {
@@ -215,23 +217,22 @@ static int controller_run(int argc, char **argv) {
     }
   }
   if (k8s_flag && !kubernetes) {
-    sf_cli_err("controller: --kubeconfig, --context, --namespace, --identity, --image, --gateway, "
-               "--gateway-url, --secret, --lease-ms, --renew-ms, --retry-ms, --worker-port and "
-               "--max-model-mb need --kubernetes");
+    sf_cli_err("controller: --kubeconfig, --context, --namespace, --identity, --image, "
+               "--gateway, --gateway-url, --secret, --lease-ms, --renew-ms, --retry-ms, "
+               "--worker-port and --max-model-mb need --kubernetes");
     return SF_EXIT_USAGE;
   }
   if (kubernetes) {
     if (o.cluster || o.repo || o.wrap || o.name) {
-      sf_cli_err("controller: --kubernetes takes the nodes and the model from the API: no "
-                 "--cluster, --repo, --wrap or --name");
+      sf_cli_err("controller: --kubernetes takes the nodes and the model from the API: "
+                 "no --cluster, --repo, --wrap or --name");
       return SF_EXIT_USAGE;
     }
     ko.model = o.model; /* the SeiferModel's name */
     o.model = NULL;
-    if (ko.model && (strlen(ko.model) > 40 || strspn(ko.model, "abcdefghijklmnopqrstuvwxyz0123456789-") !=
-                                                   strlen(ko.model) ||
-                     ko.model[0] == '-' || ko.model[strlen(ko.model) - 1] == '-')) {
-      sf_cli_err("--model: a SeiferModel name (a DNS-1123 label of at most 40 characters), got '%s'",
+    if (ko.model && (strlen(ko.model) > 40 || !sf__k8s_dns_label(ko.model))) {
+      sf_cli_err("--model: expected a SeiferModel name (a DNS-1123 label, at most 40 characters), "
+                 "got '%s'",
                  ko.model);
       return SF_EXIT_USAGE;
     }

@@ -1509,7 +1509,9 @@ static void sync_workers(ctl *C) {
 
 /* ---- Kubernetes mode hooks (k8s_ctl.c) ---------------------------------------------------------
  */
-void sf__ctl_node_down(ctl *C, int idx, const char *why) { node_down(C, idx, why); }
+void sf__ctl_node_down(ctl *C, int idx, const char *why) {
+  node_down(C, idx, why);
+}
 
 int sf__ctl_node_reconnect(ctl *C, int idx, int timeout_ms, sf_err *err) {
   cnode *n = &C->nodes[idx];

@@ -50,8 +50,8 @@ struct k8s_ctl {
   char *status_last;
   double status_retry_at;
   kcond ready, version;
-  double lead_t;  /* sf__now() when this replica began to lead */
-  int settled;    /* the first rollout may run */
+  double lead_t; /* sf__now() when this replica began to lead */
+  int settled;   /* the first rollout may run */
   int rescan_held;
 };
 
@@ -70,8 +70,8 @@ static int find_model(struct k8s_ctl *K, const char *name, sf_k8s_model *m, cJSO
   cJSON *all = sf__k8s_informer_snapshot(K->models, NULL), *it, *hit = NULL;
   int n = 0;
   cJSON_ArrayForEach(it, all) {
-    const cJSON *nm = cJSON_GetObjectItemCaseSensitive(
-        cJSON_GetObjectItemCaseSensitive(it, "metadata"), "name");
+    const cJSON *nm =
+        cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(it, "metadata"), "name");
     if (!cJSON_IsString(nm)) continue;
     if (name ? !strcmp(nm->valuestring, name) : 1) {
       hit = it;
@@ -80,8 +80,8 @@ static int find_model(struct k8s_ctl *K, const char *name, sf_k8s_model *m, cJSO
   }
   int rc = 0;
   if (n > 1) {
-    rc = sf__errf(err, SF_EINVAL,
-                  "%d SeiferModels in namespace %s: choose one with --model NAME", n, K->ns);
+    rc = sf__errf(err, SF_EINVAL, "%d SeiferModels in namespace %s: choose one with --model NAME",
+                  n, K->ns);
   } else if (n == 1) {
     rc = sf__k8s_model_parse(hit, m, err);
     if (rc == 0) {
@@ -95,8 +95,8 @@ static int find_model(struct k8s_ctl *K, const char *name, sf_k8s_model *m, cJSO
 
 /* spec.replanGain, or def. */
 static double replan_gain(const cJSON *obj, double def) {
-  const cJSON *g = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(obj, "spec"),
-                                                    "replanGain");
+  const cJSON *g =
+      cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(obj, "spec"), "replanGain");
   return cJSON_IsNumber(g) && g->valuedouble >= 0 && g->valuedouble <= 100 ? g->valuedouble : def;
 }
 
@@ -191,8 +191,9 @@ static void fetch_model(ctl *C) {
   const sf_k8s_model *m = &K->m;
   char key[sizeof K->fetched_key];
   snprintf(key, sizeof key, "%.2047s|%s|%s", m->uri, m->sha256, m->version);
-  if (!strcmp(key, K->fetched_key) && !(K->fetch_failed && !strcmp(K->fetch_reason, "FetchFailed") &&
-                                        sf__now() >= K->fetch_retry_at))
+  if (!strcmp(key, K->fetched_key) &&
+      !(K->fetch_failed && !strcmp(K->fetch_reason, "FetchFailed") &&
+        sf__now() >= K->fetch_retry_at))
     return;
   snprintf(K->fetched_key, sizeof K->fetched_key, "%s", key);
   K->fetch_failed = 0;
@@ -239,8 +240,9 @@ static void fetch_model(ctl *C) {
     fetch_fail(K, C, "FetchFailed", "storing: %.500s", err.msg);
     return;
   }
-  sf__ctl_event(C, "SeiferModel %s: version %ld fetched from %.300s (%zu bytes, sha256 %.12s%s) in %.2f s",
-                m->name, v, m->uri, len, hex, m->sha256[0] ? ", checked" : "", sf__now() - t0);
+  sf__ctl_event(
+      C, "SeiferModel %s: version %ld fetched from %.300s (%zu bytes, sha256 %.12s%s) in %.2f s",
+      m->name, v, m->uri, len, hex, m->sha256[0] ? ", checked" : "", sf__now() - t0);
   if (C->o->rescan) *C->o->rescan = 1; /* the repository scan trusts it at once */
   C->next_scan = 0;
 }
@@ -336,7 +338,9 @@ int sf__k8s_ctl_setup(ctl *C, sf_err *err) {
           0 ||
       !sf__k8s_dns_label(K->ns))
     return sf__errf(err, SF_EINVAL, "namespace '%.100s' is not a DNS-1123 label",
-                    ko->ns ? ko->ns : getenv("POD_NAMESPACE") ? getenv("POD_NAMESPACE") : "");
+                    ko->ns                    ? ko->ns
+                    : getenv("POD_NAMESPACE") ? getenv("POD_NAMESPACE")
+                                              : "");
   snprintf(K->cfg.ns, sizeof K->cfg.ns, "%s", K->ns);
   char host[200] = "controller";
   gethostname(host, sizeof host - 1);
@@ -378,9 +382,12 @@ int sf__k8s_ctl_setup(ctl *C, sf_err *err) {
     if (sf__now() - said > 10) {
       said = sf__now();
       if (said - t0 > 1)
-        sf__logf(WHO, "waiting for %s%s in namespace %s%s%s", ko->model ? "SeiferModel " : "a SeiferModel",
-                 ko->model ? ko->model : "", K->ns, st.synced ? "" : " (listing: ",
-                 st.synced ? "" : st.last_error[0] ? st.last_error : "not answered yet)");
+        sf__logf(WHO, "waiting for %s%s in namespace %s%s%s",
+                 ko->model ? "SeiferModel " : "a SeiferModel", ko->model ? ko->model : "", K->ns,
+                 st.synced ? "" : " (listing: ",
+                 st.synced          ? ""
+                 : st.last_error[0] ? st.last_error
+                                    : "not answered yet)");
     }
     sf__k8s_informer_wait(K->models, sf__k8s_informer_gen(K->models), 200);
   }
@@ -389,8 +396,8 @@ int sf__k8s_ctl_setup(ctl *C, sf_err *err) {
   K->models_gen = 0;
   if (!sf__k8s_dns_label(K->m.name) || strlen(K->m.name) > 40) {
     cJSON_Delete(obj);
-    return sf__errf(err, SF_EINVAL, "SeiferModel name '%s': at most 40 characters, a DNS-1123 label",
-                    K->m.name);
+    return sf__errf(err, SF_EINVAL,
+                    "SeiferModel name '%s': at most 40 characters, a DNS-1123 label", K->m.name);
   }
   snprintf(C->name, sizeof C->name, "%s", K->m.name);
   snprintf(C->repo, sizeof C->repo, "%.4000s/repo", C->dir);
@@ -421,10 +428,11 @@ int sf__k8s_ctl_setup(ctl *C, sf_err *err) {
     usleep(20000);
   }
   if ((rc = build_cluster(C, err)) < 0) return rc;
-  sf__logf(WHO,
-           "kubernetes: namespace %s, SeiferModel %s (version %s, codec %s), %d nodes, identity %s, "
-           "image %s, gateway %s",
-           K->ns, K->m.name, K->m.version, K->m.codec, C->cl.n, K->identity, K->image, K->gw_data);
+  sf__logf(
+      WHO,
+      "kubernetes: namespace %s, SeiferModel %s (version %s, codec %s), %d nodes, identity %s, "
+      "image %s, gateway %s",
+      K->ns, K->m.name, K->m.version, K->m.codec, C->cl.n, K->identity, K->image, K->gw_data);
   fetch_model(C);
   return 0;
 }
@@ -450,7 +458,8 @@ int sf__k8s_ctl_wait_leader(ctl *C) {
   return -1;
 }
 
-/* ---- nodes turning NotReady ----------------------------------------------------------------------
+/* ---- nodes turning NotReady
+ * ----------------------------------------------------------------------
  */
 /* From one snapshot of the Node informer: ready[i] = 1 Ready, 0 not Ready, -1 gone, for every
  * node of the cluster. */
@@ -489,13 +498,15 @@ static cJSON *deployment_template(struct k8s_ctl *K, const char *node) {
     return NULL;
   cJSON *d = NULL;
   if (sf__k8s_get(K->k, path, &d, NULL, NULL) < 0) return NULL;
-  cJSON *t = cJSON_DetachItemFromObjectCaseSensitive(
-      cJSON_GetObjectItemCaseSensitive(d, "spec"), "template");
+  cJSON *t = cJSON_DetachItemFromObjectCaseSensitive(cJSON_GetObjectItemCaseSensitive(d, "spec"),
+                                                     "template");
   cJSON_Delete(d);
   return t;
 }
 
-static const char *node_name(const ctl *C, int idx) { return C->cl.nodes[idx].name; }
+static const char *node_name(const ctl *C, int idx) {
+  return C->cl.nodes[idx].name;
+}
 
 /* Wait until the link of node idx breaks (its old process is gone), up to timeout_ms. */
 static int wait_link_gone(ctl *C, int idx, int timeout_ms) {
@@ -548,8 +559,9 @@ int sf__k8s_ctl_stages(ctl *C, const cdeploy *d, const sf_plan *p, sf_err *err) 
     cJSON_Delete(after);
     char mem[32];
     sf__k8s_quantity_mib(a.memory_bytes, mem, sizeof mem);
-    sf__logf(WHO, "stage %d/%d of pipeline %u on %s: Deployment applied (memory %s%s) at %.3f", i + 1,
-             d->n, d->id, node, mem, changed[idx] ? ", pod replaced" : ", pod kept", sf__wall());
+    sf__logf(WHO, "stage %d/%d of pipeline %u on %s: Deployment applied (memory %s%s) at %.3f",
+             i + 1, d->n, d->id, node, mem, changed[idx] ? ", pod replaced" : ", pod kept",
+             sf__wall());
   }
   sf__ctl_event(C, "pipeline %u: %d stage Deployment%s applied in %.3f s", d->id, d->n,
                 d->n == 1 ? "" : "s", sf__wall() - t0);
@@ -582,7 +594,8 @@ int sf__k8s_ctl_stages(ctl *C, const cdeploy *d, const sf_plan *p, sf_err *err) 
 /* ---- status ------------------------------------------------------------------------------------
  */
 static void cond_set(kcond *c, const char *status, const char *reason, const char *msg) {
-  if (strcmp(c->status, status) || !c->since[0]) sf__k8s_time(sf__wall(), c->since, sizeof c->since);
+  if (strcmp(c->status, status) || !c->since[0])
+    sf__k8s_time(sf__wall(), c->since, sizeof c->since);
   snprintf(c->status, sizeof c->status, "%s", status);
   snprintf(c->reason, sizeof c->reason, "%s", reason);
   snprintf(c->message, sizeof c->message, "%s", msg);
@@ -613,7 +626,8 @@ static void write_status(ctl *C) {
       snprintf(msg, sizeof msg, "%.600s", why);
       cond_set(&K->version, "False", "VersionRejected", msg);
     } else if (C->cur.open && atol(K->m.version) < atol(serving)) {
-      snprintf(msg, sizeof msg, "version %s is below the serving version %s", K->m.version, serving);
+      snprintf(msg, sizeof msg, "version %s is below the serving version %s", K->m.version,
+               serving);
       cond_set(&K->version, "False", "OlderThanServing", msg);
     } else {
       cond_set(&K->version, "False", "RollingOut", "");
@@ -717,7 +731,8 @@ int sf__k8s_ctl_tick(ctl *C) {
     sf_err err = {0};
     int rc = find_model(K, K->m.name, &m, NULL, &err);
     if (rc == 0) {
-      if (K->have_m) sf__ctl_event(C, "SeiferModel %s deleted: the pipeline keeps serving", K->m.name);
+      if (K->have_m)
+        sf__ctl_event(C, "SeiferModel %s deleted: the pipeline keeps serving", K->m.name);
       K->have_m = 0;
     } else if (rc < 0) {
       sf__ctl_event(C, "SeiferModel %s: %s", K->m.name, err.msg);

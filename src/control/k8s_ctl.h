@@ -58,8 +58,7 @@ int sf__k8s_ctl_tick(ctl *C);
 void sf__k8s_ctl_nodes_changed(ctl *C);
 /* Before pipeline d (plan p, version) is configured: assign every stage to its node's worker
  * and apply its Deployment; a worker whose pod template changed is waited for and reconnected. */
-int sf__k8s_ctl_stages(ctl *C, const cdeploy *d, const sf_plan *p,
-                       sf_err *err);
+int sf__k8s_ctl_stages(ctl *C, const cdeploy *d, const sf_plan *p, sf_err *err);
 void sf__k8s_ctl_free(ctl *C);
 
 #endif
