@@ -4,6 +4,8 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,6 +25,21 @@
 #define DEFAULT_LINK_MBPS 1000.0
 #define DEFAULT_LINK_RTT_MS 0.5
 #define IDLE_WORKER_BYTES ((int64_t)32 << 20) /* request of a worker that holds no stage yet */
+
+/* A download of the model in a thread (the loop keeps serving and failing over meanwhile). */
+typedef struct kfetch {
+  pthread_t th;
+  int running; /* a thread was started and not joined yet */
+  atomic_int done, abort;
+  char uri[2048], sha[65], repo[PATH_MAX], name[256], tmp[PATH_MAX + 64];
+  long version;
+  int64_t max;
+  /* results */
+  int rc;
+  char reason[64], msg[600], hex[65];
+  size_t len;
+  double secs;
+} kfetch;
 
 typedef struct kcond {
   char status[16], reason[64], message[600], since[40];
@@ -46,6 +63,7 @@ struct k8s_ctl {
   double fetch_retry_at;
   int fetch_failed;
   char fetch_reason[64], fetch_msg[600];
+  kfetch f;
   /* status */
   char *status_last;
   double status_retry_at;
@@ -106,6 +124,11 @@ typedef struct membuf {
   int over;
 } membuf;
 
+static int on_progress(void *ud, curl_off_t dt, curl_off_t dn, curl_off_t ut, curl_off_t un) {
+  (void)dt, (void)dn, (void)ut, (void)un;
+  return atomic_load((atomic_int *)ud) ? 1 : 0; /* non-zero aborts the transfer */
+}
+
 static size_t on_data(char *d, size_t sz, size_t n, void *ud) {
   membuf *b = ud;
   size_t k = sz * n;
@@ -128,7 +151,8 @@ static size_t on_data(char *d, size_t sz, size_t n, void *ud) {
 }
 
 /* Read uri (file:// or http(s)://) into *data, at most max bytes. */
-static int fetch_uri(const char *uri, int64_t max, void **data, size_t *len, sf_err *err) {
+static int fetch_uri(const char *uri, int64_t max, atomic_int *abort_flag, void **data, size_t *len,
+                     sf_err *err) {
   if (!strncmp(uri, "file://", 7)) {
     const char *path = uri + 7;
     if (path[0] != '/')
@@ -157,6 +181,9 @@ static int fetch_uri(const char *uri, int64_t max, void **data, size_t *len, sf_
   curl_easy_setopt(h, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)max);
   curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
   curl_easy_setopt(h, CURLOPT_ERRORBUFFER, eb);
+  curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
+  curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, on_progress);
+  curl_easy_setopt(h, CURLOPT_XFERINFODATA, abort_flag);
   CURLcode c = curl_easy_perform(h);
   curl_easy_cleanup(h);
   if (b.over || c == CURLE_FILESIZE_EXCEEDED) {
@@ -184,10 +211,63 @@ static void fetch_fail(struct k8s_ctl *K, ctl *C, const char *reason, const char
   sf__ctl_event(C, "SeiferModel %s version %s: %s", K->m.name, K->m.version, K->fetch_msg);
 }
 
+/* The download thread: fetch, check the digest, store as REPO/NAME/VERSION/model.onnx. */
+static void *fetch_main(void *arg) {
+  kfetch *f = arg;
+  sf_err err = {0};
+  void *data = NULL;
+  double t0 = sf__now();
+  f->rc = fetch_uri(f->uri, f->max, &f->abort, &data, &f->len, &err);
+  if (f->rc < 0) {
+    snprintf(f->reason, sizeof f->reason, "FetchFailed");
+    snprintf(f->msg, sizeof f->msg, "fetching: %.500s", err.msg);
+    goto out;
+  }
+  uint8_t d[32];
+  sf__sha256(data, f->len, d);
+  sf__hex(d, 32, f->hex);
+  if (f->sha[0] && strcasecmp(f->hex, f->sha)) {
+    f->rc = SF_EINVAL;
+    snprintf(f->reason, sizeof f->reason, "DigestMismatch");
+    snprintf(f->msg, sizeof f->msg, "%.300s has SHA-256 %s, spec.model.sha256 says %s", f->uri,
+             f->hex, f->sha);
+    goto out;
+  }
+  f->rc = sf__write_file_atomic(f->tmp, data, f->len, &err);
+  if (f->rc == 0) f->rc = sf__repo_add(f->repo, f->name, f->version, f->tmp, &err);
+  unlink(f->tmp);
+  if (f->rc < 0) {
+    snprintf(f->reason, sizeof f->reason, "FetchFailed");
+    snprintf(f->msg, sizeof f->msg, "storing: %.500s", err.msg);
+  }
+out:
+  free(data);
+  f->secs = sf__now() - t0;
+  atomic_store(&f->done, 1);
+  return NULL;
+}
+
 /* Bring spec.model into the repository as DIR/repo/NAME/VERSION/model.onnx (once per uri, digest
- * and version; a failed download is tried again after 10 s). */
+ * and version; a failed download is tried again after 10 s), in a thread; called every turn. */
 static void fetch_model(ctl *C) {
   struct k8s_ctl *K = C->k8s;
+  kfetch *f = &K->f;
+  if (f->running) {
+    if (!atomic_load(&f->done)) return;
+    pthread_join(f->th, NULL);
+    f->running = 0;
+    if (f->rc < 0) {
+      if (!strcmp(f->reason, "FetchFailed")) K->fetch_retry_at = sf__now() + 10;
+      fetch_fail(K, C, f->reason, "%s", f->msg);
+      return;
+    }
+    sf__ctl_event(
+        C, "SeiferModel %s: version %ld fetched from %.300s (%zu bytes, sha256 %.12s%s) in %.2f s",
+        f->name, f->version, f->uri, f->len, f->hex, f->sha[0] ? ", checked" : "", f->secs);
+    if (C->o->rescan) *C->o->rescan = 1; /* the repository scan trusts it at once */
+    C->next_scan = 0;
+    return;
+  }
   const sf_k8s_model *m = &K->m;
   char key[sizeof K->fetched_key];
   snprintf(key, sizeof key, "%.2047s|%s|%s", m->uri, m->sha256, m->version);
@@ -210,41 +290,23 @@ static void fetch_model(ctl *C) {
   char dst[PATH_MAX + 600];
   snprintf(dst, sizeof dst, "%s/%s/%ld/model.onnx", C->repo, C->name, v);
   if (access(dst, F_OK) == 0) return; /* fetched before (a restarted controller) */
-  sf_err err = {0};
-  void *data = NULL;
-  size_t len = 0;
-  double t0 = sf__now();
-  if (fetch_uri(m->uri, K->max_bytes, &data, &len, &err) < 0) {
+  snprintf(f->uri, sizeof f->uri, "%s", m->uri);
+  snprintf(f->sha, sizeof f->sha, "%s", m->sha256);
+  snprintf(f->repo, sizeof f->repo, "%s", C->repo);
+  snprintf(f->name, sizeof f->name, "%s", C->name);
+  snprintf(f->tmp, sizeof f->tmp, "%.4000s/fetch-%ld.onnx", C->dir, v);
+  f->version = v;
+  f->max = K->max_bytes;
+  f->rc = 0;
+  f->reason[0] = f->msg[0] = f->hex[0] = 0;
+  f->len = 0;
+  atomic_store(&f->done, 0);
+  if (pthread_create(&f->th, NULL, fetch_main, f) != 0) {
     K->fetch_retry_at = sf__now() + 10;
-    fetch_fail(K, C, "FetchFailed", "fetching: %.500s", err.msg);
+    fetch_fail(K, C, "FetchFailed", "cannot start a download thread");
     return;
   }
-  uint8_t d[32];
-  char hex[65];
-  sf__sha256(data, len, d);
-  sf__hex(d, 32, hex);
-  if (m->sha256[0] && strcasecmp(hex, m->sha256)) {
-    free(data);
-    fetch_fail(K, C, "DigestMismatch", "%.300s has SHA-256 %s, spec.model.sha256 says %s", m->uri,
-               hex, m->sha256);
-    return;
-  }
-  char tmp[PATH_MAX + 64];
-  snprintf(tmp, sizeof tmp, "%s/fetch.onnx", C->dir);
-  int rc = sf__write_file_atomic(tmp, data, len, &err);
-  free(data);
-  if (rc == 0) rc = sf__repo_add(C->repo, C->name, v, tmp, &err);
-  unlink(tmp);
-  if (rc < 0) {
-    K->fetch_retry_at = sf__now() + 10;
-    fetch_fail(K, C, "FetchFailed", "storing: %.500s", err.msg);
-    return;
-  }
-  sf__ctl_event(
-      C, "SeiferModel %s: version %ld fetched from %.300s (%zu bytes, sha256 %.12s%s) in %.2f s",
-      m->name, v, m->uri, len, hex, m->sha256[0] ? ", checked" : "", sf__now() - t0);
-  if (C->o->rescan) *C->o->rescan = 1; /* the repository scan trusts it at once */
-  C->next_scan = 0;
+  f->running = 1;
 }
 
 /* ---- the cluster from the Nodes ----------------------------------------------------------------
@@ -514,7 +576,7 @@ static int wait_link_gone(ctl *C, int idx, int timeout_ms) {
   double end = sf__now() + timeout_ms / 1000.0;
   sf_frame f = {0};
   int gone = 0;
-  while (n->c && !gone && sf__now() < end && !*C->stop &&
+  while (n->c && !gone && sf__now() < end && !*C->stop && sf__k8s_elector_leading(C->k8s->el) &&
          sf__driver_k8s_node_ready(&C->drv, C->cl.nodes[idx].name) == 1) {
     struct pollfd p = {.fd = sf__conn_fd(n->c), .events = POLLIN};
     if (poll(&p, 1, 100) <= 0) continue;
@@ -542,6 +604,8 @@ int sf__k8s_ctl_stages(ctl *C, const cdeploy *d, const sf_plan *p, sf_err *err) 
                            .version = d->version,
                            .memory_bytes = p->stages[i].mem_bytes,
                            .digest = strlen(d->digest[i]) == 64 ? d->digest[i] : NULL};
+    if (!sf__k8s_elector_leading(K->el)) /* only the leader writes */
+      return sf__errf(err, SF_EIO, "not leading any more");
     int rc = sf__driver_k8s_assign(&C->drv, node, &a, err);
     if (rc < 0) return rc;
     cJSON *before = deployment_template(K, node);
@@ -576,6 +640,10 @@ int sf__k8s_ctl_stages(ctl *C, const cdeploy *d, const sf_plan *p, sf_err *err) 
     for (;;) { /* the new worker, while its Node stays Ready */
       if (sf__driver_k8s_node_ready(&C->drv, node_name(C, idx)) != 1) {
         rc = sf__errf(err, SF_EIO, "node %s is not Ready", node_name(C, idx));
+        break;
+      }
+      if (!sf__k8s_elector_leading(K->el)) {
+        rc = sf__errf(err, SF_EIO, "not leading any more");
         break;
       }
       if ((rc = sf__ctl_node_reconnect(C, idx, 0, err)) == 0 || sf__now() > end || *C->stop) break;
@@ -701,6 +769,26 @@ int sf__k8s_ctl_tick(ctl *C) {
     sf__ctl_event(C, "not leading any more (Lease %s/seifer-controller)", K->ns);
     return -1;
   }
+  uint64_t g = sf__k8s_informer_gen(K->models);
+  if (g != K->models_gen) {
+    K->models_gen = g;
+    sf_k8s_model m;
+    sf_err err = {0};
+    int rc = find_model(K, K->m.name, &m, NULL, &err);
+    if (rc == 0) {
+      if (K->have_m)
+        sf__ctl_event(C, "SeiferModel %s deleted: the pipeline keeps serving", K->m.name);
+      K->have_m = 0;
+    } else if (rc < 0) {
+      sf__ctl_event(C, "SeiferModel %s: %s", K->m.name, err.msg);
+    } else {
+      if (strcmp(m.version, K->m.version) || strcmp(m.uri, K->m.uri))
+        sf__ctl_event(C, "SeiferModel %s: version %s (was %s)", m.name, m.version, K->m.version);
+      K->m = m;
+      K->have_m = 1;
+    }
+  }
+  if (K->have_m) fetch_model(C);
   if (!K->settled && !C->cur.open) {
     /* the first plan waits (up to 10 s) for the workers of the Ready nodes: the kubelets start
      * them after their Deployments are applied */
@@ -724,35 +812,17 @@ int sf__k8s_ctl_tick(ctl *C) {
       sf__logf(WHO, "%d of %d Ready nodes have their worker up: planning", up, ready);
     }
   }
-  uint64_t g = sf__k8s_informer_gen(K->models);
-  if (g != K->models_gen) {
-    K->models_gen = g;
-    sf_k8s_model m;
-    sf_err err = {0};
-    int rc = find_model(K, K->m.name, &m, NULL, &err);
-    if (rc == 0) {
-      if (K->have_m)
-        sf__ctl_event(C, "SeiferModel %s deleted: the pipeline keeps serving", K->m.name);
-      K->have_m = 0;
-    } else if (rc < 0) {
-      sf__ctl_event(C, "SeiferModel %s: %s", K->m.name, err.msg);
-    } else {
-      if (strcmp(m.version, K->m.version) || strcmp(m.uri, K->m.uri))
-        sf__ctl_event(C, "SeiferModel %s: version %s (was %s)", m.name, m.version, K->m.version);
-      K->m = m;
-      K->have_m = 1;
-    }
-  }
-  if (K->have_m) {
-    fetch_model(C);
-    write_status(C);
-  }
+  if (K->have_m) write_status(C);
   return 0;
 }
 
 void sf__k8s_ctl_free(ctl *C) {
   struct k8s_ctl *K = C->k8s;
   if (!K) return;
+  if (K->f.running) { /* a download in progress is abandoned */
+    atomic_store(&K->f.abort, 1);
+    pthread_join(K->f.th, NULL);
+  }
   sf__k8s_elector_stop(K->el); /* releases the lease when held */
   sf__k8s_informer_stop(K->models);
   sf__k8s_free(K->k);
