@@ -16,10 +16,16 @@ for t in jq curl; do command -v $t >/dev/null || { echo "SKIP: $t not installed"
 T=$(mktemp -d)
 fail=0
 PIDS=()
+any_alive() { local p; for p in "${PIDS[@]}"; do kill -0 "$p" 2>/dev/null && return 0; done; return 1; }
 cleanup() {
+  local p end=$((SECONDS + 30))
   for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
-  sleep 0.3
+  # kubeemu stops its kubelet's processes one by one (each drains): wait for it
+  while [ $SECONDS -lt $end ] && any_alive; do sleep 0.1; done
   for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null; done
+  for p in /proc/[0-9]*; do # anything still running from this test's directory
+    tr '\0' ' ' <"$p/cmdline" 2>/dev/null | grep -qF "$T/" && kill -9 "${p#/proc/}" 2>/dev/null
+  done
   [ -n "${KEEP:-}" ] && echo "kept $T" || rm -rf "$T"
 }
 trap cleanup EXIT
