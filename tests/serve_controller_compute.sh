@@ -25,8 +25,7 @@ cleanup() {
   [ -n "${KEEP:-}" ] || rm -rf "$T"
 }
 trap cleanup EXIT
-check() { if ! eval "$2"; then echo "FAIL: $1"; fail=1; return 1; fi; }
-wait_until() { local end=$((SECONDS + $1)); while ! eval "$2" 2>/dev/null; do [ $SECONDS -ge $end ] && return 1; sleep 0.1; done; }
+source "$(dirname "$0")/tools/testlib.sh"
 state() { jq -r "$1" "$T/run/controller.json" 2>/dev/null; }
 node() { state ".nodes[] | select(.name == \"$1\") | $2"; }
 show_logs() { tail -n 40 "$T/controller.log"; tail -n 3 "$T"/run/logs/*.log; }

@@ -15,9 +15,7 @@ netns_can_run || exit 77
 T=$(mktemp -d)
 fail=0
 trap 'netns_down; [ -n "${KEEP:-}" ] || rm -rf "$T"' EXIT
-check() { if ! eval "$2"; then echo "FAIL: $1"; fail=1; return 1; fi; }
-wait_until() { local end=$((SECONDS + $1)); while ! eval "$2" 2>/dev/null; do [ $SECONDS -ge $end ] && return 1; sleep 0.1; done; }
-within() { awk -v a="$1" -v b="$2" -v t="$3" 'BEGIN { exit !(b > 0 && (a - b) / b <= t && (b - a) / b <= t) }'; }
+source "$(dirname "$0")/tools/testlib.sh"
 state() { jq -r "$1" "$T/run/controller.json" 2>/dev/null; }
 pair() { state ".links.pairs[] | select(.from == \"$1\" and .to == \"$2\") | $3"; }
 show_logs() { tail -n 30 "$T/controller.log"; tail -n 3 "$T"/run/logs/*.log; }

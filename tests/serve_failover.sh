@@ -17,10 +17,9 @@ cleanup() {
   [ -n "${KEEP:-}" ] || rm -rf "$T"
 }
 trap cleanup EXIT
-check() { if ! eval "$2"; then echo "FAIL: $1"; fail=1; fi; }
+source "$(dirname "$0")/tools/testlib.sh"
 running() { [ -r "/proc/$1/stat" ] && ! sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | grep -q '^[ZX]'; }
 # wait_until SECONDS CONDITION
-wait_until() { local end=$((SECONDS + $1)); while ! eval "$2" 2>/dev/null; do [ $SECONDS -ge $end ] && return 1; sleep 0.1; done; }
 state() { jq -r "$1" "$RUN/controller.json" 2>/dev/null; }
 metric_sum() { curl -s "$URL/metrics" | awk -v m="$1" 'index($1, m) == 1 && (length($1) == length(m) || substr($1, length(m) + 1, 1) == "{") {s += $2} END {printf "%d\n", s}'; }
 node_pid() { state ".nodes[] | select(.name == \"$1\") | .pid"; }

@@ -29,8 +29,7 @@ cleanup() {
   [ -n "${KEEP:-}" ] && echo "kept $T" || rm -rf "$T"
 }
 trap cleanup EXIT
-check() { if ! eval "$2"; then echo "FAIL: $1"; fail=1; fi; }
-wait_until() { local end=$((SECONDS + $1)); while ! eval "$2" 2>/dev/null; do [ $SECONDS -ge $end ] && return 1; sleep 0.1; done; }
+source "$(dirname "$0")/tools/testlib.sh"
 now() { date +%s.%N; }
 api() { # METHOD PATH [BODY [CONTENT-TYPE]]
   curl -s -X "$1" -H "Authorization: Bearer $(cat "$T/token")" -H "Content-Type: ${4:-application/json}" \
@@ -39,6 +38,9 @@ api() { # METHOD PATH [BODY [CONTENT-TYPE]]
 state() { jq -r "$2" "$T/$1/controller.json" 2>/dev/null; }
 sfm() { api GET /apis/seifer.dev/v1alpha1/namespaces/seifer/seifermodels/tiny | jq -r "$1"; }
 deployments() { api GET "/apis/apps/v1/namespaces/seifer/deployments?labelSelector=seifer.dev/model%3Dtiny"; }
+on_node() { # a Deployment of the model is pinned to Node $1
+  deployments | jq -e --arg n "$1" '[.items[] | .spec.template.spec.affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms[].matchExpressions[].values[]] | index($n) != null' >/dev/null
+}
 # wait until controller NAME's pipeline has not changed for 2 s (plans settle as probes measure)
 settle() { local p="" c same=0 end=$((SECONDS + 40)); while [ $same -lt 20 ] && [ $SECONDS -lt $end ]; do
   c=$(state "$1" .pipeline.id); if [ "$c" = "$p" ]; then same=$((same + 1)); else same=0; p=$c; fi; sleep 0.1; done; }
@@ -239,8 +241,10 @@ if wait_until 30 'grep -q "leading" "$T/b.log"'; then
   settle b
   n_applied=$(grep -c "Deployment applied" "$T/b.log")
   victim3=$(state b '.pipeline.stages[0].node')
+  check "a Deployment is pinned to $victim3" 'on_node $victim3'
   api DELETE "/emu/nodes/$victim3" >/dev/null
   check "b acts on a deleted Node ($victim3)" 'wait_until 30 "[ \$(grep -c \"Deployment applied\" \"$T/b.log\") -gt $n_applied ]" && wait_until 30 same_as\ 3'
+  check "the deleted Node's Deployment is deleted" 'wait_until 10 "! on_node $victim3"'
 else
   echo "FAIL: b did not take over"; show_logs; fail=1
 fi

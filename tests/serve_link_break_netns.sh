@@ -18,8 +18,7 @@ netns_can_run || exit 77
 T=$(mktemp -d)
 fail=0
 trap 'netns_down; [ -n "${KEEP:-}" ] || rm -rf "$T"' EXIT
-check() { if ! eval "$2"; then echo "FAIL: $1"; fail=1; fi; }
-wait_until() { local end=$((SECONDS + $1)); while ! eval "$2" 2>/dev/null; do [ $SECONDS -ge $end ] && return 1; sleep 0.1; done; }
+source "$(dirname "$0")/tools/testlib.sh"
 state() { jq -r "$1" "$T/run/controller.json" 2>/dev/null; }
 failovers() { state '[.records[] | select(.kind == "failover")] | length'; }
 show_logs() { tail -n 25 "$T/controller.log"; tail -n 3 "$T"/run/logs/*.log; }

@@ -12,7 +12,7 @@ netns_can_run || exit 77
 T=$(mktemp -d)
 fail=0
 trap 'netns_down; rm -rf "$T"' EXIT
-check() { if ! eval "$2"; then echo "FAIL: $1"; fail=1; fi; }
+source "$(dirname "$0")/tools/testlib.sh"
 
 cat >"$T/cluster.json" <<'JSON'
 {"nodes": [{"name": "gw", "memory_mb": 64, "gflops": 5},

@@ -19,8 +19,7 @@ T=$(mktemp -d)
 fail=0
 declare -A PID=()
 trap 'kill "${PID[@]}" 2>/dev/null; wait 2>/dev/null; netns_down; rm -rf "$T"' EXIT
-check() { if ! eval "$2"; then echo "FAIL: $1"; fail=1; return 1; fi; }
-within() { awk -v a="$1" -v b="$2" -v t="$3" 'BEGIN { exit !(b > 0 && (a - b) / b <= t && (b - a) / b <= t) }'; }
+source "$(dirname "$0")/tools/testlib.sh"
 
 cat >"$T/cluster.json" <<'JSON'
 {"nodes": [{"name": "n1", "memory_mb": 64, "gflops": 5},

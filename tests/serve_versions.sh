@@ -16,8 +16,7 @@ cleanup() {
   [ -n "${KEEP:-}" ] || rm -rf "$T"
 }
 trap cleanup EXIT
-check() { if ! eval "$2"; then echo "FAIL: $1"; fail=1; fi; }
-wait_until() { local end=$((SECONDS + $1)); while ! eval "$2" 2>/dev/null; do [ $SECONDS -ge $end ] && return 1; sleep 0.1; done; }
+source "$(dirname "$0")/tools/testlib.sh"
 state() { jq -r "$1" "$RUN/controller.json" 2>/dev/null; }
 answers() { curl -s "$URL/metrics" | awk -v v="version=\"$1\"" '/^seifer_responses_total\{/ && index($1, v) {s += $2} END {printf "%d\n", s}'; }
 show_logs() { tail -n 15 "$RUN/logs/controller.log"; tail -n 3 "$RUN"/logs/*.log; }

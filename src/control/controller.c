@@ -146,6 +146,18 @@ static void node_try(ctl *C, int idx) {
   const char *name = C->cl.nodes[idx].name;
   sf_err err = {0};
   int started = 0;
+  int ready = C->k8s ? sf__driver_k8s_node_ready(&C->drv, name) : 1;
+  if (ready != 1) { /* Kubernetes: no worker is started on a Node that is not Ready */
+    n->retry_at = sf__now() + 0.5;
+    if (ready < 0 && n->have_proc) { /* the Node is gone: so is the need for its Deployment */
+      if (C->drv.ops->stop(C->drv.ctx, &n->proc, 0) < 0)
+        event(C, "node %s: deleting the Deployment of a deleted Node failed", name);
+      else
+        event(C, "node %s: Node deleted, its worker's Deployment deleted", name);
+      n->have_proc = 0;
+    }
+    return;
+  }
   if (!n->have_proc || !C->drv.ops->alive(C->drv.ctx, &n->proc)) {
     sf_proc p;
     memset(&p, 0, sizeof p);
