@@ -624,13 +624,8 @@ out:
   return rc;
 }
 
-typedef struct rbuf {
-  char *d;
-  size_t len, cap, max;
-  int over;
-} rbuf;
-static size_t rbuf_write(char *p, size_t sz, size_t n, void *ud) {
-  rbuf *b = ud;
+size_t sf__curl_buf_write(char *p, size_t sz, size_t n, void *ud) {
+  sf_curl_buf *b = ud;
   size_t add = sz * n;
   if (b->len + add > b->max) {
     b->over = 1;
@@ -742,8 +737,8 @@ int sf__k8s_request(sf_k8s *k, const char *method, const char *path, const char 
       rc = err ? err->code : SF_EIO;
       goto out;
     }
-    rbuf b = {.max = MAX_RESPONSE};
-    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, rbuf_write);
+    sf_curl_buf b = {.max = MAX_RESPONSE};
+    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, sf__curl_buf_write);
     curl_easy_setopt(h, CURLOPT_WRITEDATA, &b);
     curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, (long)(k->c.timeout_ms > 0 ? k->c.timeout_ms : 15000));
     CURLcode cc = curl_easy_perform(h);

@@ -102,6 +102,15 @@ typedef struct sf_k8s_resp {
 } sf_k8s_resp;
 void sf__k8s_resp_free(sf_k8s_resp *r);
 
+/* A bounded in-memory body for libcurl's CURLOPT_WRITEFUNCTION: sf__curl_buf_write appends
+ * (NUL-terminated) and refuses, setting over, what would pass max bytes. free(b.d) after. */
+typedef struct sf_curl_buf {
+  char *d;
+  size_t len, cap, max;
+  int over;
+} sf_curl_buf;
+size_t sf__curl_buf_write(char *p, size_t sz, size_t n, void *ud);
+
 /* method path (beginning with /, query included) with an optional body of content type ctype.
  * Returns 0 on 2xx; SF_ENOTFOUND on 404; SF_EIO otherwise (r->code tells 401, 409, 410, ...;
  * err says method, path, status and the API's message). A 401 re-reads the token file and

@@ -118,36 +118,10 @@ static double replan_gain(const cJSON *obj, double def) {
   return cJSON_IsNumber(g) && g->valuedouble >= 0 && g->valuedouble <= 100 ? g->valuedouble : def;
 }
 
-typedef struct membuf {
-  char *p;
-  size_t len, cap, max;
-  int over;
-} membuf;
 
 static int on_progress(void *ud, curl_off_t dt, curl_off_t dn, curl_off_t ut, curl_off_t un) {
   (void)dt, (void)dn, (void)ut, (void)un;
   return atomic_load((atomic_int *)ud) ? 1 : 0; /* non-zero aborts the transfer */
-}
-
-static size_t on_data(char *d, size_t sz, size_t n, void *ud) {
-  membuf *b = ud;
-  size_t k = sz * n;
-  if (b->len + k > b->max) {
-    b->over = 1;
-    return 0;
-  }
-  if (b->len + k > b->cap) {
-    size_t nc = b->cap ? b->cap * 2 : 1 << 20;
-    while (nc < b->len + k) nc *= 2;
-    if (nc > b->max) nc = b->max;
-    char *np = realloc(b->p, nc);
-    if (!np) return 0;
-    b->p = np;
-    b->cap = nc;
-  }
-  memcpy(b->p + b->len, d, k);
-  b->len += k;
-  return k;
 }
 
 /* Read uri (file:// or http(s)://) into *data, at most max bytes. */
@@ -163,10 +137,10 @@ static int fetch_uri(const char *uri, int64_t max, atomic_int *abort_flag, void 
     return sf__errf(err, SF_EUNSUPPORTED, "%s: only file://, http:// and https:// URIs", uri);
   CURL *h = curl_easy_init();
   if (!h) return sf__errf(err, SF_ENOMEM, "curl: out of memory");
-  membuf b = {.max = (size_t)max};
+  sf_curl_buf b = {.max = (size_t)max};
   char eb[CURL_ERROR_SIZE] = "";
   curl_easy_setopt(h, CURLOPT_URL, uri);
-  curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_data);
+  curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, sf__curl_buf_write);
   curl_easy_setopt(h, CURLOPT_WRITEDATA, &b);
   curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 1L);
   curl_easy_setopt(h, CURLOPT_MAXREDIRS, 5L);
@@ -187,14 +161,14 @@ static int fetch_uri(const char *uri, int64_t max, atomic_int *abort_flag, void 
   CURLcode c = curl_easy_perform(h);
   curl_easy_cleanup(h);
   if (b.over || c == CURLE_FILESIZE_EXCEEDED) {
-    free(b.p);
+    free(b.d);
     return sf__errf(err, SF_ELIMIT, "%s: larger than %" PRId64 " bytes", uri, max);
   }
   if (c != CURLE_OK) {
-    free(b.p);
+    free(b.d);
     return sf__errf(err, SF_EIO, "%s: %s", uri, eb[0] ? eb : curl_easy_strerror(c));
   }
-  *data = b.p ? (void *)b.p : malloc(1);
+  *data = b.d ? (void *)b.d : malloc(1);
   *len = b.len;
   return *data ? 0 : sf__errf(err, SF_ENOMEM, "out of memory");
 }
