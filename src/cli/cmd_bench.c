@@ -5,6 +5,7 @@
 
 #include "cli/cli.h"
 #include "onnx/onnx.h"
+#include "probe/probe.h"
 
 static void usage(void) {
   printf(
@@ -27,23 +28,6 @@ static double pct(const double *v, int n, double p) {
   double idx = p * (n - 1);
   int lo = (int)floor(idx), hi = (int)ceil(idx);
   return v[lo] + (v[hi] - v[lo]) * (idx - lo);
-}
-
-static void fill(sf_tensor *t, uint64_t seed) {
-  int64_t n = sf_tensor_numel(t);
-  uint64_t x = seed * 2654435761u + 1;
-  for (int64_t i = 0; i < n; i++) {
-    x ^= x << 13;
-    x ^= x >> 7;
-    x ^= x << 17;
-    double u = (double)(x >> 11) / 9007199254740992.0; /* [0,1) */
-    switch (t->dtype) {
-      case SF_F32: ((float *)t->data)[i] = (float)(u * 2.0 - 1.0); break;
-      case SF_F64: ((double *)t->data)[i] = u * 2.0 - 1.0; break;
-      default: memset((char *)t->data + i * (int64_t)sf_dtype_size(t->dtype), 0,
-                      sf_dtype_size(t->dtype));
-    }
-  }
 }
 
 typedef struct prof_row {
@@ -167,7 +151,7 @@ static int run(int argc, char **argv) {
   sf_err err = {0};
   double t0 = sf__now();
   if (sf_cli_open(path, &o, &m, &s)) return SF_EXIT_FAIL;
-  for (int i = 0; i < sf_session_n_inputs(s); i++) fill(sf_session_input(s, i), (uint64_t)i + 1);
+  sf__probe_fill_inputs(s);
   int rc = SF_EXIT_FAIL;
   double *lat = sf__malloc(sizeof(double) * (size_t)iters);
   if (!lat) goto out;

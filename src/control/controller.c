@@ -942,15 +942,19 @@ static void speed_table(const ctl *C) {
              C->speed_t[i] > 0 ? "measured" : "file", C->speed_t[i] > 0 ? C->speed_stage[i] : "-");
 }
 
+/* Node i is up, serves no pipeline, and its speed was never measured or it returned. */
+static int speed_wanted(const ctl *C, int i) {
+  return C->nodes[i].up && !in_pipeline(C, i) && (C->speed_t[i] == 0 || C->speed_queued[i]);
+}
+
 /* Before version v is planned: time a stage on every node that is up, serves no pipeline and was
  * never measured (or is queued: it returned). The stages are those of v's plan on the speeds
  * known so far; the plan made afterwards uses the measured speeds. */
 static void speed_probe_version(ctl *C, const cversion *v) {
   if (!C->cprobe) return;
-  int todo = 0;
-  for (int i = 0; i < C->cl.n; i++)
-    todo += C->nodes[i].up && !in_pipeline(C, i) && (C->speed_t[i] == 0 || C->speed_queued[i]);
-  if (!todo) return;
+  int wanted = 0;
+  for (int i = 0; i < C->cl.n; i++) wanted += speed_wanted(C, i);
+  if (!wanted) return;
   unsigned char usable[CTL_MAX_NODES];
   usable_nodes(C, usable);
   sf_plan p = {0};
@@ -970,8 +974,7 @@ static void speed_probe_version(ctl *C, const cversion *v) {
   }
   int got = 0;
   for (int i = 0; i < C->cl.n && !*C->stop; i++) {
-    if (!C->nodes[i].up || in_pipeline(C, i) || !(C->speed_t[i] == 0 || C->speed_queued[i]))
-      continue;
+    if (!speed_wanted(C, i)) continue;
     int k = speed_stage_pick(C, v, &d, i);
     if (k < 0) {
       event(C, "node %s: no stage of the plan fits its memory; its speed stays the cluster file's",
@@ -984,7 +987,7 @@ static void speed_probe_version(ctl *C, const cversion *v) {
     else
       event(C, "compute probe: %s", err.msg);
   }
-  event(C, "compute probed: %d of %d nodes measured in %.1f s", got, todo, sf__now() - t0);
+  event(C, "compute probed: %d of %d nodes measured in %.1f s", got, wanted, sf__now() - t0);
   speed_table(C);
 out:
   sf__plan_deinit(&p);
@@ -1118,6 +1121,9 @@ static void maybe_improve(ctl *C) {
  * cluster file's) rate back and the plan may move back above --replan-gain. */
 #define LINK_BROKEN_BPS 1.0
 
+/* The stall limit is never below one heartbeat past the failure detection. */
+static double stall_floor(const ctl *C) { return (C->o->misses + 1) * C->hb_ms / 1000.0; }
+
 /* How old the oldest request of a healthy pipeline can get: three times its latency with a full
  * window ahead of it, and at least one heartbeat past the failure detection. */
 static double stall_limit(const ctl *C) {
@@ -1131,7 +1137,7 @@ static double stall_limit(const ctl *C) {
   }
   sf__plan_deinit(&p);
   if (!isfinite(lat) || !isfinite(b)) return 3600;
-  double limit = 3 * (lat + (2 * C->dep.n + 4) * b), floor_s = (C->o->misses + 1) * C->hb_ms / 1000.0;
+  double limit = 3 * (lat + (2 * C->dep.n + 4) * b), floor_s = stall_floor(C);
   return limit > floor_s ? limit : floor_s;
 }
 
@@ -1159,8 +1165,8 @@ static void link_broken(ctl *C, int a, int b, const char *why) {
 }
 
 static void check_stall(ctl *C) {
-  if (!C->dep.active || !C->gw_up || stage_node_down(C) || C->gw_oldest_s <= 0 ||
-      sf__now() < C->stall_next_check)
+  if (!C->dep.active || !C->gw_up || C->gw_oldest_s < stall_floor(C) ||
+      sf__now() < C->stall_next_check || stage_node_down(C))
     return;
   double limit = stall_limit(C);
   if (C->gw_oldest_s < limit) return;

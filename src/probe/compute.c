@@ -38,7 +38,6 @@ static int times_alloc(sf_op_times *t, int n) {
   return 0;
 }
 
-/* Deterministic pseudo-random inputs in [-1, 1) (floats), zeros otherwise. */
 static void fill_input(sf_tensor *t, uint64_t seed) {
   int64_t n = sf_tensor_numel(t);
   if (!t->data || n <= 0) return;
@@ -55,6 +54,10 @@ static void fill_input(sf_tensor *t, uint64_t seed) {
     else
       memset((char *)t->data + i * (int64_t)sf_dtype_size(t->dtype), 0, sf_dtype_size(t->dtype));
   }
+}
+
+void sf__probe_fill_inputs(sf_session *s) {
+  for (int i = 0; i < sf_session_n_inputs(s); i++) fill_input(sf_session_input(s, i), (uint64_t)i + 1);
 }
 
 /* name -> positions with that name, as a chain: head in the map, next[] links in order. */
@@ -124,7 +127,7 @@ int sf__probe_compute(sf_model *m, const sf_partition *pa, const sf_probe_comput
     sf__errctx(err, rc, "probe");
     goto fail;
   }
-  for (int i = 0; i < sf_session_n_inputs(s); i++) fill_input(sf_session_input(s, i), (uint64_t)i + 1);
+  sf__probe_fill_inputs(s);
   int warm = o->warmup > 0 ? o->warmup : 1;
   for (int i = 0; i < warm; i++)
     if ((rc = sf_session_run(s, err)) < 0) {

@@ -54,6 +54,10 @@ typedef struct sf_op_times {
 int sf__probe_compute(sf_model *m, const sf_partition *pa, const sf_probe_compute_opts *o,
                       sf_op_times *out, sf_err *err);
 
+/* Fill every input of s with deterministic pseudo-random values: floats in [-1, 1), other types
+ * zeros (input i seeded with i + 1). For timing runs. */
+void sf__probe_fill_inputs(sf_session *s);
+
 /* The costs file (JSON, malloc'ed string; NULL when out of memory). */
 char *sf__op_times_json(const sf_op_times *t, const char *model);
 /* Parse and validate a costs file; errors name the field and the operator. */

@@ -24,6 +24,7 @@
 #include <cjson/cJSON.h>
 
 #include "onnx/onnx.h"
+#include "probe/probe.h"
 #include "serve/serve.h"
 
 #define MAX_CONNS 64
@@ -325,19 +326,6 @@ static int cmp_double(const void *a, const void *b) {
   return x < y ? -1 : x > y;
 }
 
-static void fill_probe_inputs(sf_session *s) {
-  for (int i = 0; i < sf_session_n_inputs(s); i++) {
-    sf_tensor *t = sf_session_input(s, i);
-    int64_t nb = sf_tensor_nbytes(t);
-    if (t->dtype == SF_F32) {
-      float *x = t->data;
-      for (int64_t k = 0; k < nb / (int64_t)sizeof(float); k++) x[k] = (float)((k * 7919) % 251) / 251.0f - 0.5f;
-    } else {
-      memset(t->data, 0, (size_t)nb);
-    }
-  }
-}
-
 static int compute_probe(worker *w, sf_conn *c, const cJSON *q, uint64_t rid, int hb_ms, double *next_hb) {
   sf_err err = {0};
   double iters = 20, seconds = 1, warmup = 1;
@@ -366,7 +354,7 @@ static int compute_probe(worker *w, sf_conn *c, const cJSON *q, uint64_t rid, in
   if (!w->sess) {
     rc = sf__errf(&err, SF_EINVAL, "compute probe: no stage loaded");
   } else {
-    fill_probe_inputs(w->sess);
+    sf__probe_fill_inputs(w->sess);
     for (int k = 0; rc == 0; k++) {
       if (k >= (int)warmup && runs >= SF_COMPUTE_PROBE_MIN_RUNS &&
           (runs >= (int)iters || runs >= SF_COMPUTE_PROBE_MAX_RUNS || sf__now() >= t_end))
