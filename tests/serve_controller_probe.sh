@@ -2,9 +2,9 @@
 # The controller measures the links itself: one network namespace per node, tc shaping two pairs
 # at 20 Mbit/s (the others 200), while the cluster file the controller gets claims 1000 Mbit/s
 # everywhere. After start DIR/controller.json must list every pair as measured within 10% of the
-# goodput tc allows (0.956 x the rate: docs/probe.md), and the pipeline must avoid the slow pairs
-# for its activations (on the file's links the best plan sends them over one) and predict what the
-# best plan on the true links predicts. A worker killed with -9 comes back and only its pairs are
+# goodput tc allows (0.956 x the rate: docs/probe.md), and the pipeline must keep activations of
+# 4 KB or more off the slow pairs (on the file's links the best plan sends them over one) and
+# predict what the best plan on the true links and the measured node speeds predicts. A worker killed with -9 comes back and only its pairs are
 # probed again; a restarted controller keeps the measured links instead of probing under the
 # pipeline's traffic. Needs root (skipped otherwise).
 set -u
@@ -46,7 +46,20 @@ uses_slow() {
   done
   return 1
 }
-file_plan=$("$SEIFER" plan "$T/m.onnx" "$T/wrong.json" -o "$T/plan-file.json" >/dev/null 2>&1 &&
+# the serving pipeline sends an activation of 4 KB or more over a slow pair (a small tail, e.g.
+# the pooled features, may take one: with measured compute a near-tie decides where it runs)
+cut_bytes() { jq -r --argjson p "$1" '.candidate_cuts[] | select(.position == $p) | .bytes' "$T/plan-file.json"; }
+heavy_slow() {
+  local prev=gw k=0 n b
+  for n in $(state '.pipeline.stages[].node'); do
+    b=$(cut_bytes "$(state ".pipeline.stages[$k].ops[0]")")
+    if [ "$prev" != "$n" ] && slow "$prev" "$n" && [ "${b%.*}" -ge 4096 ]; then return 0; fi
+    prev=$n
+    k=$((k + 1))
+  done
+  return 1
+}
+file_plan=$("$SEIFER" plan "$T/m.onnx" "$T/wrong.json" --explain -o "$T/plan-file.json" >/dev/null 2>&1 &&
   jq -r '[.stages[].node] | join(" ")' "$T/plan-file.json")
 check "on the file's links the best plan uses a slow pair (it matters): ${file_plan:-none}" 'uses_slow "$file_plan"'
 
@@ -72,8 +85,9 @@ for a in "${NETNS_NODES[@]}"; do
 done
 check "RTTs measured" '[ "$(state "[.links.pairs[] | select(.rtt_ms > 0 and .rtt_ms < 50)] | length")" = 12 ]'
 nodes=$(state '[.pipeline.stages[].node] | join(" ")')
-echo "pipeline on the measured links: $nodes (on the file's: $file_plan)"
-check "the pipeline avoids the slow pairs ($nodes)" '! uses_slow "$nodes"'
+echo "pipeline on the measured links: $nodes (on the file's: $file_plan); bytes into each stage:" \
+  "$(for k in $(state '.pipeline.stages | keys[]'); do cut_bytes "$(state ".pipeline.stages[$k].ops[0]")"; done | tr '\n' ' ')"
+check "the pipeline sends no activation of 4 KB or more over a slow pair ($nodes)" '! heavy_slow'
 # the best plan on the true links and the node speeds the controller measured (compute probes)
 jq --slurpfile st "$T/run/controller.json" \
   '.nodes |= map(.name as $n | .gflops = ($st[0].nodes[] | select(.name == $n) | .gflops))' \
@@ -97,7 +111,7 @@ check "its pairs measured again" \
 check "the other pairs not probed again" '[ "$(pair n1 n2 .measured_at)" = "$before" ]'
 check "n2 -> $victim still measured slow" 'within "$(pair n2 "$victim" .mbps)" 19.13 0.10'
 nodes=$(state '[.pipeline.stages[].node] | join(" ")')
-check "the pipeline still avoids the slow pairs ($nodes)" '! uses_slow "$nodes"'
+check "the pipeline still sends no activation of 4 KB or more over a slow pair ($nodes)" '! heavy_slow'
 check "a request is answered after the return" \
   'netns_exec gw "$SEIFER" request --url "http://$gwa:8000" --model tiny --input "$T/in.npy" -o "$T/out2.npy" >/dev/null 2>&1'
 
